@@ -1,0 +1,5 @@
+import sys
+
+from speakerlm.cli import main
+
+sys.exit(main())

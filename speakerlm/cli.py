@@ -1,0 +1,105 @@
+"""Command line: a thin layer over the library (`speakerlm transcribe`, `speakerlm prepare`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from speakerlm.errors import UserError
+
+FORMATS = ("txt", "json", "srt", "vtt", "rttm")
+
+
+def _speaker_arg(value: str) -> tuple[str, str]:
+    if "=" not in value:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected NAME=FILE, e.g. --speaker Alice=alice.wav")
+    name, path = value.split("=", 1)
+    return name, path
+
+
+def cmd_transcribe(args: argparse.Namespace) -> None:
+    from speakerlm.cache import write_text_atomic
+    from speakerlm.transcribe import Transcriber, TranscribeOptions
+    from speakerlm.turns import check_speaker_name
+    from speakerlm.writers import get_writer, output_path
+
+    speakers: dict[str, list[str]] = {}
+    for name, path in args.speaker or []:
+        speakers.setdefault(check_speaker_name(name), []).append(path)
+    options = TranscribeOptions(engine=args.engine, whisper=args.whisper, language=args.language,
+                                num_beams=args.beams, speaker_encoder=args.speaker_encoder)
+    formats = FORMATS if args.format == "all" else (args.format,)
+    if args.output_dir is None and len(formats) > 1:
+        raise UserError("--format all writes several files; add --output-dir DIR")
+    transcriber = Transcriber(options)
+    for audio in args.files:
+        transcript = transcriber.transcribe(audio, speakers=speakers)
+        for fmt in formats:
+            text = get_writer(fmt)(transcript)
+            path = output_path(audio, fmt, args.output_dir)
+            if path is None:
+                sys.stdout.write(text)
+            else:
+                write_text_atomic(path, text)
+                print(f"wrote {path}", file=sys.stderr)
+
+
+def cmd_prepare(args: argparse.Namespace) -> None:
+    """Convert every packaged pretrained part into the cache once, and report load times."""
+    import time
+
+    from speakerlm.llm import load_llm
+    from speakerlm.speaker_encoder import ENCODERS
+    from speakerlm.vad import _silero
+    from speakerlm.whisper import SOURCES, load_whisper
+
+    steps = [(f"whisper {n}", lambda n=n: load_whisper(n)) for n in SOURCES]
+    steps += [(f"speaker encoder {n}", cls) for n, cls in ENCODERS.items()]
+    steps += [("llm smollm2-135m", load_llm), ("vad silero", _silero)]
+    for label, load in steps:
+        if args.skip_llm and label.startswith("llm"):
+            continue
+        t = time.perf_counter()
+        load()
+        print(f"{label}: ready in {time.perf_counter() - t:.2f} s", file=sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="speakerlm", description="Who said what: speaker-attributed transcription.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("transcribe", help="transcribe recordings, with optional enrolled speakers")
+    t.add_argument("files", nargs="+", help="audio files (wav, flac, ogg, mp3, …)")
+    t.add_argument("--speaker", action="append", type=_speaker_arg, metavar="NAME=FILE",
+                   help="enrol a speaker by a voice sample (repeat for more speakers or more samples)")
+    t.add_argument("--format", default="txt", choices=FORMATS + ("all",), help="output format (default txt)")
+    t.add_argument("--output-dir", type=Path, help="write DIR/<file stem>.<format> instead of printing")
+    t.add_argument("--engine", default="plain", help="transcription engine (default: plain)")
+    t.add_argument("--whisper", default="tiny.en", help="Whisper model: tiny.en, base, or a local HF directory")
+    t.add_argument("--language", default="en", help="language code for multilingual Whisper (default en)")
+    t.add_argument("--beams", type=int, default=1, help="beam size (1 = greedy)")
+    t.add_argument("--speaker-encoder", default="campp", choices=("campp", "ge2e"), help="voiceprint model")
+    t.set_defaults(func=cmd_transcribe)
+
+    p = sub.add_parser("prepare", help="convert the packaged weights into the cache (done once by setup)")
+    p.add_argument("--skip-llm", action="store_true", help="skip the SmolLM2 conversion")
+    p.set_defaults(func=cmd_prepare)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except UserError as e:
+        print(f"speakerlm: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("speakerlm: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""Voice activity detection with silero-vad (its JIT model ships inside the `silero-vad` package).
+
+Audio is read by our own `audio.py`: `silero_vad.read_audio` needs torchaudio, which does not work here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from speakerlm.audio import SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class Region:
+    start: float  # seconds
+    end: float  # seconds
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+@lru_cache(maxsize=1)
+def _silero():
+    from silero_vad import load_silero_vad
+
+    return load_silero_vad()
+
+
+def speech_regions(wave: np.ndarray, min_silence_s: float = 0.2, min_speech_s: float = 0.25,
+                   threshold: float = 0.5) -> list[Region]:
+    """Speech regions of a SAMPLE_RATE wave, in order (silero pads each by 30 ms)."""
+    import torch
+    from silero_vad import get_speech_timestamps
+
+    stamps = get_speech_timestamps(
+        torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)),
+        _silero(),
+        sampling_rate=SAMPLE_RATE,
+        threshold=threshold,
+        min_silence_duration_ms=int(min_silence_s * 1000),
+        min_speech_duration_ms=int(min_speech_s * 1000),
+        return_seconds=False,
+    )
+    return [Region(s["start"] / SAMPLE_RATE, s["end"] / SAMPLE_RATE) for s in stamps]
+
+
+def group_regions(regions: list[Region], max_s: float) -> list[Region]:
+    """Join consecutive speech regions into windows no longer than `max_s` (a region longer than
+    `max_s` is split evenly), so each window can go through a fixed-length model."""
+    windows: list[Region] = []
+    for r in regions:
+        pieces = max(1, int(np.ceil(r.duration / max_s)))
+        step = r.duration / pieces
+        for k in range(pieces):
+            piece = Region(r.start + k * step, r.start + (k + 1) * step)
+            if windows and piece.end - windows[-1].start <= max_s:
+                windows[-1] = Region(windows[-1].start, piece.end)
+            else:
+                windows.append(piece)
+    return windows

@@ -1,0 +1,59 @@
+"""The README's main command as a user runs it."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from speakerlm.turns import check_speaker_name
+from speakerlm.errors import UserError
+from tests.conftest import REPO
+
+EXAMPLE = REPO / "examples" / "meeting.wav"
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "speakerlm", *args], capture_output=True, text=True, cwd=REPO)
+
+
+def test_transcribe_example_to_stdout():
+    proc = run("transcribe", str(EXAMPLE), "--speaker", f"Alice={REPO}/examples/alice.wav",
+               "--speaker", f"Bob={REPO}/examples/bob.wav")
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout.lower()
+    for phrase in ("budget report", "travel costs", "conference in march", "this afternoon"):
+        assert phrase in text
+    assert all(":" in line for line in proc.stdout.splitlines())
+
+
+def test_all_formats_written_atomically_to_output_dir(tmp_path):
+    proc = run("transcribe", str(EXAMPLE), "--format", "all", "--output-dir", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"meeting.{f}" for f in ("json", "rttm", "srt", "txt", "vtt")]
+    body = json.loads((tmp_path / "meeting.json").read_text())
+    assert body["audio"].endswith("meeting.wav") and body["turns"] and {"speaker", "text", "start", "end"} <= set(body["turns"][0])
+
+
+def test_format_all_without_output_dir_is_refused():
+    proc = run("transcribe", str(EXAMPLE), "--format", "all")
+    assert proc.returncode == 2 and "--output-dir" in proc.stderr
+
+
+@pytest.mark.parametrize("spec,words", [("Alice", "expected NAME=FILE"), ("A:b=x.wav", "contains ':'"),
+                                        ("spk 3=x.wav", "anonymous label")])
+def test_bad_speaker_arguments(spec, words):
+    proc = run("transcribe", str(EXAMPLE), "--speaker", spec)
+    assert proc.returncode == 2 and words in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_missing_enrolment_file_is_named():
+    proc = run("transcribe", str(EXAMPLE), "--speaker", "Alice=nope.wav")
+    assert proc.returncode == 2 and "nope.wav: no such file" in proc.stderr
+
+
+def test_speaker_name_rules():
+    assert check_speaker_name("  Dr. Alice Smith ") == "Dr. Alice Smith"
+    for bad in ("", "a\nb", "x" * 65):
+        with pytest.raises(UserError):
+            check_speaker_name(bad)
