@@ -27,8 +27,14 @@ def cmd_transcribe(args: argparse.Namespace) -> None:
     speakers: dict[str, list[str]] = {}
     for name, path in args.speaker or []:
         speakers.setdefault(check_speaker_name(name), []).append(path)
+    if args.num_speakers is not None and args.num_speakers < 1:
+        raise UserError(f"--num-speakers {args.num_speakers}: give a count of at least 1")
+    if args.min_speakers and args.max_speakers and args.min_speakers > args.max_speakers:
+        raise UserError(f"--min-speakers {args.min_speakers} is above --max-speakers {args.max_speakers}")
     options = TranscribeOptions(engine=args.engine, whisper=args.whisper, language=args.language,
-                                num_beams=args.beams, speaker_encoder=args.speaker_encoder)
+                                num_beams=args.beams, speaker_encoder=args.speaker_encoder,
+                                num_speakers=args.num_speakers, min_speakers=args.min_speakers,
+                                max_speakers=args.max_speakers)
     formats = FORMATS if args.format == "all" else (args.format,)
     if args.output_dir is None and len(formats) > 1:
         raise UserError("--format all writes several files; add --output-dir DIR")
@@ -75,7 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="enrol a speaker by a voice sample (repeat for more speakers or more samples)")
     t.add_argument("--format", default="txt", choices=FORMATS + ("all",), help="output format (default txt)")
     t.add_argument("--output-dir", type=Path, help="write DIR/<file stem>.<format> instead of printing")
-    t.add_argument("--engine", default="plain", help="transcription engine (default: plain)")
+    t.add_argument("--engine", default="cascade", choices=("cascade", "plain"),
+                   help="cascade: VAD → speaker clustering → Whisper (default); plain: Whisper only, one speaker")
+    t.add_argument("--num-speakers", type=int, help="the number of speakers, when known")
+    t.add_argument("--min-speakers", type=int, help="at least this many speakers")
+    t.add_argument("--max-speakers", type=int, help="at most this many speakers")
     t.add_argument("--whisper", default="tiny.en", help="Whisper model: tiny.en, base, or a local HF directory")
     t.add_argument("--language", default="en", help="language code for multilingual Whisper (default en)")
     t.add_argument("--beams", type=int, default=1, help="beam size (1 = greedy)")

@@ -3,6 +3,7 @@
 Engines share one small interface, `Engine.transcribe(wave, enrolled) -> list[Turn]`, so the CLI, the
 Python API and the evaluator do not care which one runs:
 - `plain`: VAD windows → Whisper; one anonymous speaker (speaker-agnostic ASR, the WER reference point).
+- `cascade`: VAD → speaker-embedding windows → clustering → Whisper words → turns (`cascade.py`).
 """
 
 from __future__ import annotations
@@ -25,11 +26,14 @@ ANONYMOUS = "spk {}"  # label of the k-th unnamed speaker, by first appearance (
 
 @dataclass(frozen=True)
 class TranscribeOptions:
-    engine: str = "plain"  # which Engine turns audio into turns (see ENGINES)
+    engine: str = "cascade"  # which Engine turns audio into turns (see ENGINES)
     whisper: str = DEFAULT_WHISPER  # "tiny.en", "base", or a local HF Whisper directory
     language: Optional[str] = "en"  # for multilingual Whisper; None = detect
     num_beams: int = 1  # 1 = greedy decoding
     speaker_encoder: str = "campp"  # voiceprints of enrolled speakers ("campp" or "ge2e")
+    num_speakers: Optional[int] = None  # known speaker count (skips estimation)
+    min_speakers: Optional[int] = None  # lower bound for the estimated count
+    max_speakers: Optional[int] = None  # upper bound for the estimated count
 
 
 @dataclass
@@ -66,7 +70,13 @@ class PlainWhisper(Engine):
         return turns
 
 
-ENGINES = {"plain": PlainWhisper}
+def _cascade(options: TranscribeOptions) -> Engine:
+    from speakerlm.cascade import Cascade  # imported late: cascade.py builds on this module
+
+    return Cascade(options)
+
+
+ENGINES = {"plain": PlainWhisper, "cascade": _cascade}
 
 
 def enroll_voiceprint(paths: list[Pathlike], encoder_name: str = "campp") -> np.ndarray:

@@ -250,7 +250,7 @@ def load_whisper(name: str = DEFAULT_WHISPER):
 
     quiet_transformers()
     path = whisper_dir(name)
-    model = WhisperForConditionalGeneration.from_pretrained(path, local_files_only=True).eval()
+    model = WhisperForConditionalGeneration.from_pretrained(path, local_files_only=True, attn_implementation="sdpa").eval()
     tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(path / "tokenizer.json"))
     features = WhisperFeatureExtractor(feature_size=model.config.num_mel_bins)
     return model, Processor(features, tokenizer)
@@ -274,6 +274,51 @@ def transcribe_window(model, processor: Processor, wave: np.ndarray, language: O
     with torch.inference_mode():
         tokens = model.generate(inputs.input_features, **kwargs)
     return processor.tokenizer.decode(tokens[0], skip_special_tokens=True).strip()
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str  # as decoded, punctuation attached ("morning,")
+    start: float  # seconds, from the cross-attention alignment (DTW over Whisper's alignment heads)
+    end: float
+
+
+def transcribe_words(model, processor: Processor, wave: np.ndarray, language: Optional[str] = None,
+                     offset: float = 0.0) -> list[Word]:
+    """Transcribe one window of at most CHUNK_SECONDS with a time for every word.
+
+    transformers times each token by dynamic time warping over the alignment heads' cross-attention;
+    the times are then grouped into words.
+    """
+    import torch
+
+    wave = wave[: CHUNK_SECONDS * SAMPLE_RATE]
+    inputs = processor.features(wave, sampling_rate=SAMPLE_RATE, return_tensors="pt", return_attention_mask=True)
+    kwargs = dict(max_new_tokens=_max_tokens(wave.size / SAMPLE_RATE), max_length=None, return_token_timestamps=True,
+                  attention_mask=inputs.attention_mask)
+    if model.generation_config.is_multilingual:
+        kwargs.update(language=language, task="transcribe")
+    with torch.inference_mode():
+        out = model.generate(inputs.input_features, **kwargs)
+    tokens, times = out["sequences"][0].tolist(), out["token_timestamps"][0].tolist()
+    # measured on flite speech against VAD boundaries: a token's timestamp is where it *ends*, so a
+    # word spans from the previous token's timestamp to its own last token's timestamp
+    first_text = model.generation_config.no_timestamps_token_id  # special/timestamp ids are all above
+    words: list[list] = []  # [text, start, end]
+    previous_end = 0.0
+    for token, end in zip(tokens, times):
+        if token >= first_text or token == model.generation_config.eos_token_id:
+            continue
+        piece = processor.tokenizer.decode([token])
+        attaches = words and (not piece.startswith(" ") or not piece.strip()[:1].isalnum())
+        if attaches and piece.strip():
+            words[-1][0] += piece.strip()  # a word continues, or punctuation joins the word before
+            if piece.strip()[:1].isalnum():  # punctuation's "end" reaches into the pause after it
+                words[-1][2] = max(words[-1][2], end)
+        elif piece.strip():
+            words.append([piece.strip(), previous_end, max(end, previous_end + 0.02)])
+        previous_end = end
+    return [Word(text, round(offset + start, 3), round(offset + end, 3)) for text, start, end in words]
 
 
 def _max_tokens(seconds: float) -> int:

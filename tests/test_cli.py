@@ -21,10 +21,10 @@ def test_transcribe_example_to_stdout():
     proc = run("transcribe", str(EXAMPLE), "--speaker", f"Alice={REPO}/examples/alice.wav",
                "--speaker", f"Bob={REPO}/examples/bob.wav")
     assert proc.returncode == 0, proc.stderr
-    text = proc.stdout.lower()
-    for phrase in ("budget report", "travel costs", "conference in march", "this afternoon"):
-        assert phrase in text
-    assert all(":" in line for line in proc.stdout.splitlines())
+    lines = proc.stdout.splitlines()
+    assert [l.split(":")[0] for l in lines] == ["Alice", "Bob", "Alice", "Bob", "Alice"], proc.stdout
+    for line, phrase in zip(lines, ("budget report", "travel costs", "conference in march", "next trip", "this afternoon")):
+        assert phrase in line.lower()
 
 
 def test_all_formats_written_atomically_to_output_dir(tmp_path):
