@@ -19,7 +19,8 @@ from typing import Optional
 import numpy as np
 
 from speakerlm.audio import SAMPLE_RATE
-from speakerlm.transcribe import ANONYMOUS, Engine, Enrolled, TranscribeOptions
+from speakerlm.labels import ANONYMOUS
+from speakerlm.transcribe import Engine, Enrolled, TranscribeOptions
 from speakerlm.turns import Turn
 from speakerlm.vad import Region, group_regions, speech_regions
 from speakerlm.whisper import CHUNK_SECONDS, Word, load_whisper, transcribe_words

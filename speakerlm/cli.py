@@ -92,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--speaker-encoder", default="campp", choices=("campp", "ge2e"), help="voiceprint model")
     t.set_defaults(func=cmd_transcribe)
 
+    from speakerlm.evaluate import add_evaluate_parser
+
+    add_evaluate_parser(sub)
+
     p = sub.add_parser("prepare", help="convert the packaged weights into the cache (done once by setup)")
     p.add_argument("--skip-llm", action="store_true", help="skip the SmolLM2 conversion")
     p.set_defaults(func=cmd_prepare)

@@ -17,11 +17,11 @@ import numpy as np
 
 from speakerlm.audio import SAMPLE_RATE, duration, load_audio, Pathlike
 from speakerlm.errors import UserError
+from speakerlm.labels import ANONYMOUS
 from speakerlm.turns import Turn
 from speakerlm.whisper import CHUNK_SECONDS, DEFAULT_WHISPER, load_whisper, transcribe_window
 from speakerlm.writers import Transcript
 
-ANONYMOUS = "spk {}"  # label of the k-th unnamed speaker, by first appearance (the paper's format)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,436 @@
+"""SpeakerLM: audio encoder → audio projector → LLM, with enrolled speakers as registration blocks.
+
+    log-mel ─► Whisper encoder ─► (+ gated frame speaker stream) ─► memory / audio tokens ─┐
+    enrolment embedding ─► speaker projector P ─► registration block per speaker ───────────┼─► LLM ─► turns
+    turn marker hidden state ─► pointer over {registration slots, spk 0..K-1} ──────────────┘
+
+Two backbones behind one interface (`Backbone`):
+- `WhisperBackbone`: the pretrained Whisper decoder is the LLM; audio enters by cross-attention;
+  registration blocks sit in the `<|startofprev|>` prompt region.
+- `DecoderOnlyBackbone` (the paper's design): any Hugging Face causal LM; audio tokens (projector
+  output) and registration blocks are spliced into a ChatML prompt's `inputs_embeds`; LoRA via peft.
+
+Choices the paper leaves open (INFERRED), recorded here:
+- Target layout. Each turn is `[TURN] [SPK] text…`: the LM emits a turn marker; at the marker a
+  **pointer** scores every registration slot and K anonymous identities by hidden · key and picks the
+  speaker (cross-entropy against the true slot); the chosen slot's projected embedding (or the
+  anonymous identity's embedding) is the next input, then the LM writes the words. The label string
+  (`Alice` or `spk 1`) is written by the formatter from the pointer's choice. Why: two prototypes
+  showed that free-text name tokens never bind to enrolment embeddings at our scale
+  (research/prototype.md); the pointer is the paper's "registration-conditioned" choice made explicit.
+- Frame-level speaker stream: windowed speaker embeddings through the *same* projector P as the
+  enrolment embeddings, added to the audio memory through a per-channel gate (initialised at 0.1, not
+  0: the prototype's zero-initialised gate barely moved), so hidden states can be compared with slots.
+- Registration block: decoder-only backbone, the paper's `name <start>[emb]<end>` with `<start>`/`<end>`
+  tokenised as text; Whisper backbone, one position per speaker (P(e) + a learned slot embedding) and
+  no name tokens, because Whisper's decoder has only 448 positions and 100 distractors must fit; the
+  pointer does not need the name in the prompt.
+- Audio projector (decoder-only): 2-layer Transformer at the encoder width, then a Conv1d with stride 2
+  (time ×2 down, 50 → 25 Hz) to the LLM width (MinMo's projector shape, paper §3.1).
+- Speaker projector: one Linear (paper). One embedding position per registered speaker.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from speakerlm.labels import ANONYMOUS
+from speakerlm.turns import Turn
+
+IGNORE = -100  # label value that the losses skip
+
+
+@dataclass(frozen=True)
+class SpeakerLMConfig:
+    backbone: str = "whisper"  # "whisper" (encoder–decoder) or "decoder" (decoder-only causal LM)
+    whisper: str = "tiny.en"  # audio encoder; for backbone="whisper" also the LLM
+    llm: str = "smollm2-135m"  # causal LM for backbone="decoder" (or a local HF directory)
+    speaker_encoder: str = "campp"  # frozen speaker-embedding extractor: "campp" (192-d) or "ge2e" (256-d)
+    frame_speaker_stream: bool = True  # add projected windowed speaker embeddings to the audio memory
+    max_anonymous: int = 8  # anonymous identities spk 0..K-1 the pointer can choose
+    pointer_dim: int = 128  # width of pointer queries and keys
+    lora_rank: int = 0  # 0 = train the LLM's weights directly (whisper); >0 = LoRA of this rank
+    lora_alpha: int = 32
+    projector_layers: int = 2  # decoder-only audio projector: Transformer layers before the CNN
+    train_encoder: bool = False  # Whisper encoder trainable (stages 3–4)
+    train_llm: bool = True  # LLM (or its LoRA) trainable (stages 1, 4)
+
+    @property
+    def speaker_dim(self) -> int:
+        return {"campp": 192, "ge2e": 256}[self.speaker_encoder]
+
+
+@dataclass
+class Example:
+    """One clip as the model sees it (tensors already computed from audio; see features.py)."""
+
+    audio: torch.Tensor  # (frames, d_enc) Whisper encoder states at 50 Hz, or log-mel windows if trainable
+    frame_speaker: Optional[torch.Tensor]  # (frames, speaker_dim) or None
+    slots: list[tuple[str, torch.Tensor]]  # registered (name, mean enrolment embedding (speaker_dim,)), prompt order
+    turns: list[Turn] = field(default_factory=list)  # target turns (labels = slot names or `spk k`); empty at inference
+
+
+class AudioProjector(nn.Module):
+    """2-layer Transformer at the encoder width, then a stride-2 CNN to the LLM width (paper §3.1)."""
+
+    def __init__(self, d_in: int, d_out: int, layers: int = 2):
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(d_in, nhead=max(1, d_in // 64), dim_feedforward=2 * d_in,
+                                           batch_first=True, norm_first=True)
+        self.transformer = nn.TransformerEncoder(layer, layers)
+        self.cnn = nn.Conv1d(d_in, d_out, kernel_size=2, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, d_in) → (B, ceil(T/2), d_out)."""
+        if x.shape[1] % 2:
+            x = F.pad(x, (0, 0, 0, 1))
+        return self.cnn(self.transformer(x).transpose(1, 2)).transpose(1, 2)
+
+
+class Backbone(nn.Module):
+    """What SpeakerLM needs from an LLM: token embeddings, a prompt, a causal pass, LM logits."""
+
+    d_model: int
+    turn_id: int  # token the LM emits to open a turn
+    eos_id: int  # token that ends the transcript
+
+    def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def tokenize(self, text: str) -> list[int]:
+        raise NotImplementedError
+
+    def decode_tokens(self, ids: list[int]) -> str:
+        raise NotImplementedError
+
+    def prompt(self, audio: torch.Tensor, slot_embs: list[torch.Tensor], names: list[str]) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(prompt embeddings (P, d), cross-attention memory (T, d) or None) for one clip."""
+        raise NotImplementedError
+
+    def run(self, embeds: torch.Tensor, mask: torch.Tensor, memory: Optional[torch.Tensor],
+            memory_mask: Optional[torch.Tensor], cache=None):
+        """Causal pass over (B, L, d) embeddings → (hidden (B, L, d), cache)."""
+        raise NotImplementedError
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class WhisperBackbone(Backbone):
+    def __init__(self, config: SpeakerLMConfig):
+        super().__init__()
+        from speakerlm.whisper import load_whisper
+
+        whisper, self.processor = load_whisper(config.whisper)
+        self.encoder, self.decoder, self.proj_out = whisper.model.encoder, whisper.model.decoder, whisper.proj_out
+        self.d_model = whisper.config.d_model
+        ids = {t: self.processor.tokenizer.convert_tokens_to_ids(t) for t in
+               ("<|startofprev|>", "<|startoftranscript|>", "<|notimestamps|>", "<|startoflm|>", "<|endoftext|>")}
+        self.prefix_ids = [ids["<|startoftranscript|>"], ids["<|notimestamps|>"]]
+        self.prev_id, self.turn_id, self.eos_id = ids["<|startofprev|>"], ids["<|startoflm|>"], ids["<|endoftext|>"]
+        self.slot_embedding = nn.Parameter(torch.zeros(self.d_model))  # marks a registration position
+        self.max_positions = whisper.config.max_target_positions
+
+    def embed_tokens(self, ids):
+        return self.decoder.embed_tokens(ids)
+
+    def tokenize(self, text):
+        return self.processor.tokenizer.encode(text, add_special_tokens=False)
+
+    def decode_tokens(self, ids):
+        return self.processor.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def prompt(self, audio, slot_embs, names):
+        parts = [self.embed_tokens(torch.tensor([self.prev_id]))]
+        parts += [(e + self.slot_embedding)[None] for e in slot_embs]
+        parts.append(self.embed_tokens(torch.tensor(self.prefix_ids)))
+        return torch.cat(parts), audio
+
+    def run(self, embeds, mask, memory, memory_mask, cache=None):
+        out = self.decoder(inputs_embeds=embeds, attention_mask=mask, encoder_hidden_states=memory,
+                           cache=cache, use_cache=cache is not None)
+        return out.last_hidden_state, out.past_key_values
+
+    def logits(self, hidden):
+        return self.proj_out(hidden)
+
+
+class DecoderOnlyBackbone(Backbone):
+    SYSTEM = "You are a helpful assistant."
+    INSTRUCTION = "Transcribe by roles."  # the paper's No/Match/Over-Regist instruction
+    TURN_TOKEN = "<file_sep>"  # a special token SmolLM2 never writes in prose; any unused token works
+
+    def __init__(self, config: SpeakerLMConfig, d_encoder: int):
+        super().__init__()
+        from speakerlm.llm import load_llm
+
+        self.llm, self.tokenizer = load_llm(config.llm)
+        self.d_model = self.llm.config.hidden_size
+        self.projector = AudioProjector(d_encoder, self.d_model, config.projector_layers)
+        self.turn_id = self.tokenizer.convert_tokens_to_ids(self.TURN_TOKEN)
+        if self.turn_id is None or self.turn_id == self.tokenizer.unk_token_id:
+            self.turn_id = self.tokenizer.eos_token_id  # a tiny test vocabulary without it
+        self.eos_id = self.tokenizer.convert_tokens_to_ids("<|im_end|>") or self.tokenizer.eos_token_id
+        head = f"<|im_start|>system\n{self.SYSTEM}<|im_end|>\n<|im_start|>user\n{self.INSTRUCTION}"
+        self.head_ids = self.tokenize(head)
+        self.start_ids, self.end_ids = self.tokenize("<start>"), self.tokenize("<end>")
+        self.tail_ids = self.tokenize("<|im_end|>\n<|im_start|>assistant\n")
+
+    def embed_tokens(self, ids):
+        return self.llm.get_input_embeddings()(ids)
+
+    def tokenize(self, text):
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def decode_tokens(self, ids):
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def prompt(self, audio, slot_embs, names):
+        emb = lambda ids: self.embed_tokens(torch.tensor(ids, dtype=torch.long))
+        parts = [emb(self.head_ids)]
+        for name, e in zip(names, slot_embs):  # the paper's Fig. 2 block: name <start>[embedding]<end>
+            parts += [emb(self.tokenize(f" {name}")), emb(self.start_ids), e[None], emb(self.end_ids)]
+        parts += [emb(self.tokenize(" ")), emb(self.start_ids), self.projector(audio[None])[0], emb(self.end_ids),
+                  emb(self.tail_ids)]
+        return torch.cat(parts), None
+
+    def run(self, embeds, mask, memory, memory_mask, cache=None):
+        out = self.llm.model(inputs_embeds=embeds, attention_mask=mask, cache=cache, use_cache=cache is not None)
+        return out.last_hidden_state, out.past_key_values
+
+    def logits(self, hidden):
+        return self.llm.lm_head(hidden)
+
+
+class SpeakerLM(nn.Module):
+    def __init__(self, config: SpeakerLMConfig):
+        super().__init__()
+        self.config = config
+        if config.backbone == "whisper":
+            self.backbone: Backbone = WhisperBackbone(config)
+            d_encoder = self.backbone.d_model
+        elif config.backbone == "decoder":
+            from speakerlm.whisper import load_whisper
+
+            whisper, self.processor = load_whisper(config.whisper)
+            self.audio_encoder = whisper.model.encoder
+            d_encoder = whisper.config.d_model
+            self.backbone = DecoderOnlyBackbone(config, d_encoder)
+        else:
+            raise ValueError(f"unknown backbone {config.backbone!r}")
+        d = self.backbone.d_model
+        self.speaker_projector = nn.Linear(config.speaker_dim, d)  # the paper's single linear layer
+        # frame speaker stream lives in the audio memory's width (encoder width for both backbones)
+        self.frame_projector = nn.Linear(d, d_encoder, bias=False) if d != d_encoder else nn.Identity()
+        self.frame_gate = nn.Parameter(torch.full((d_encoder,), 0.1))
+        self.anonymous = nn.Parameter(torch.randn(config.max_anonymous, d) * 0.02)  # spk 0..K-1 inputs/keys
+        self.pointer_query = nn.Linear(d, config.pointer_dim)
+        self.pointer_key = nn.Linear(d, config.pointer_dim)
+        self._set_trainable()
+
+    # ------------------------------------------------------------ trainable parts
+    def _set_trainable(self) -> None:
+        cfg = self.config
+        for p in self.parameters():
+            p.requires_grad_(True)
+        encoder = self.backbone.encoder if cfg.backbone == "whisper" else self.audio_encoder
+        encoder.requires_grad_(cfg.train_encoder)
+        llm = self.backbone.decoder if cfg.backbone == "whisper" else self.backbone.llm
+        if cfg.backbone == "whisper":
+            self.backbone.proj_out.requires_grad_(False)  # tied to the decoder token embeddings
+        if cfg.lora_rank > 0:
+            from peft import LoraConfig, inject_adapter_in_model
+
+            llm.requires_grad_(False)
+            targets = ["q_proj", "v_proj", "k_proj", "o_proj"] if cfg.backbone == "decoder" else ["q_proj", "v_proj", "out_proj"]
+            inject_adapter_in_model(LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, target_modules=targets), llm)
+            for name, p in llm.named_parameters():
+                p.requires_grad_(cfg.train_llm and "lora_" in name)
+        else:
+            llm.requires_grad_(cfg.train_llm)
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Only what training changed: the checkpoint holds these, never the pretrained weights."""
+        names = {n for n, p in self.named_parameters() if p.requires_grad}
+        return {n: t.detach().clone() for n, t in self.state_dict().items() if n in names}
+
+    # ------------------------------------------------------------ inputs
+    def encode_audio(self, mel: torch.Tensor, frames: int) -> torch.Tensor:
+        """Log-mel windows (W, n_mels, 3000) → encoder states (frames, d_enc)."""
+        from speakerlm.features import encode_windows
+
+        encoder = self.backbone.encoder if self.config.backbone == "whisper" else self.audio_encoder
+        return encode_windows(encoder, mel, frames)
+
+    def _memory(self, ex: Example) -> torch.Tensor:
+        audio = ex.audio
+        if self.config.frame_speaker_stream and ex.frame_speaker is not None:
+            stream = self.frame_projector(self.speaker_projector(ex.frame_speaker))
+            audio = audio + self.frame_gate * stream
+        return audio
+
+    def _sequence(self, ex: Example) -> tuple[torch.Tensor, Optional[torch.Tensor], list[int], list[int], list[int]]:
+        """Embeddings of prompt + response for one clip, the next-token label of every position, and
+        the positions and targets of the pointer (one per turn marker)."""
+        names = [n for n, _ in ex.slots]
+        slot_embs = [self.speaker_projector(e) for _, e in ex.slots]
+        prompt, memory = self.backbone.prompt(self._memory(ex), slot_embs, names)
+        SPK = -1  # placeholder in the response stream for the pointer-chosen speaker input
+        response, classes = [], []
+        for turn in ex.turns:
+            classes.append(self._speaker_class(turn.speaker, names))
+            response += [self.backbone.turn_id, SPK] + self.backbone.tokenize(" " + turn.text.strip())
+        response.append(self.backbone.eos_id)
+        inputs = response[:-1]  # the last element is only ever predicted
+        pieces, spk_iter = [prompt], iter(classes)
+        for tok in inputs:
+            if tok == SPK:
+                pieces.append(self._speaker_input(next(spk_iter), slot_embs)[None])
+            else:
+                pieces.append(self.backbone.embed_tokens(torch.tensor([tok])))
+        # position p predicts element p+1; the element after a marker is the pointer's, not the LM's
+        labels = [IGNORE] * (len(prompt) - 1) + [IGNORE if t == SPK else t for t in response]
+        pointer_positions = [len(prompt) + k for k, t in enumerate(inputs) if t == self.backbone.turn_id]
+        return torch.cat(pieces), memory, labels, pointer_positions, classes
+
+    def _speaker_class(self, label: str, names: list[str]) -> int:
+        if label in names:
+            return names.index(label)
+        k = int(label.split()[1]) if label.startswith("spk ") and label.split()[1].isdigit() else 0
+        return len(names) + min(k, self.config.max_anonymous - 1)
+
+    def _speaker_input(self, cls: int, slot_embs: list[torch.Tensor]) -> torch.Tensor:
+        return slot_embs[cls] if cls < len(slot_embs) else self.anonymous[cls - len(slot_embs)]
+
+    def _pointer_logits(self, hidden: torch.Tensor, slot_embs: list[torch.Tensor], n_anon_used: Optional[int] = None) -> torch.Tensor:
+        """hidden (n, d) at turn markers → (n, slots + K) scores; optionally forbid anonymous ids that
+        skip ahead of first-appearance order."""
+        keys = torch.cat([torch.stack(slot_embs), self.anonymous]) if slot_embs else self.anonymous
+        scores = self.pointer_query(hidden) @ self.pointer_key(keys).T / self.config.pointer_dim ** 0.5
+        if n_anon_used is not None:
+            scores[..., len(slot_embs) + n_anon_used + 1 :] = float("-inf")
+        return scores
+
+    # ------------------------------------------------------------ training
+    def forward(self, batch: list[Example]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(LM logits (B, L, vocab), loss = LM cross-entropy on response tokens + pointer cross-entropy)."""
+        seqs = [self._sequence(ex) for ex in batch]
+        B, L = len(seqs), max(len(s[0]) for s in seqs)
+        d = self.backbone.d_model
+        embeds = torch.zeros(B, L, d)
+        mask = torch.zeros(B, L, dtype=torch.long)
+        labels = torch.full((B, L), IGNORE, dtype=torch.long)
+        memory = memory_mask = None
+        if seqs[0][1] is not None:
+            T = max(s[1].shape[0] for s in seqs)
+            memory = torch.zeros(B, T, seqs[0][1].shape[-1])
+            for i, s in enumerate(seqs):
+                memory[i, : s[1].shape[0]] = s[1]  # zero frames after a short clip, as Whisper's own padding
+        for i, (e, _, lab, _, _) in enumerate(seqs):
+            embeds[i, : len(e)] = e
+            mask[i, : len(e)] = 1
+            labels[i, : len(lab)] = torch.tensor(lab)
+        hidden, _ = self.backbone.run(embeds, mask, memory, memory_mask)
+        logits = self.backbone.logits(hidden)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE)
+        ptr_losses = []
+        for i, (ex, (_, _, _, pos, target)) in enumerate(zip(batch, seqs)):
+            if pos:
+                slot_embs = [self.speaker_projector(e) for _, e in ex.slots]
+                scores = self._pointer_logits(hidden[i, pos], slot_embs)
+                ptr_losses.append(F.cross_entropy(scores, torch.tensor(target), reduction="sum"))
+        n_turns = sum(len(s[3]) for s in seqs)
+        if ptr_losses:
+            loss = loss + torch.stack(ptr_losses).sum() / n_turns
+        return logits, loss
+
+    # ------------------------------------------------------------ inference
+    @torch.inference_mode()
+    def generate(self, ex: Example, max_new_tokens: int = 400, repeat_limit: int = 4) -> list[Turn]:
+        """Greedy decoding with a KV cache. At each turn marker the pointer picks the speaker; the
+        guard stops an n-gram loop ("real real real…") and the length is capped by the caller."""
+        from transformers import DynamicCache
+
+        names = [n for n, _ in ex.slots]
+        slot_embs = [self.speaker_projector(e) for _, e in ex.slots]
+        prompt, memory = self.backbone.prompt(self._memory(ex), slot_embs, names)
+        memory = None if memory is None else memory[None]
+        cache = DynamicCache()
+        hidden, cache = self.backbone.run(prompt[None], torch.ones(1, len(prompt), dtype=torch.long), memory, None, cache)
+        turns: list[tuple[str, list[int]]] = []
+        n_anon, total = 0, 0  # anonymous speakers introduced so far; tokens generated
+        max_positions = getattr(self.backbone, "max_positions", 1 << 30) - len(prompt) - 2
+        while total < min(max_new_tokens, max_positions):
+            token = int(self.backbone.logits(hidden[:, -1])[0].argmax())
+            if token == self.backbone.eos_id:
+                break
+            if token == self.backbone.turn_id or not turns:  # text before any marker opens a turn too
+                hidden, cache = self._step(self.backbone.embed_tokens(torch.tensor([self.backbone.turn_id])), memory, cache)
+                cls = int(self._pointer_logits(hidden[0, -1:], slot_embs, n_anon)[0].argmax())
+                if cls < len(names):
+                    label = names[cls]
+                else:
+                    label = ANONYMOUS.format(cls - len(names))
+                    n_anon = max(n_anon, cls - len(names) + 1)
+                turns.append((label, []))
+                hidden, cache = self._step(self._speaker_input(cls, slot_embs)[None], memory, cache)
+                total += 2
+                continue
+            turns[-1][1].append(token)
+            total += 1
+            if _looping(turns[-1][1], repeat_limit):
+                break
+            hidden, cache = self._step(self.backbone.embed_tokens(torch.tensor([token])), memory, cache)
+        out = [Turn(label, self.backbone.decode_tokens(ids).strip()) for label, ids in turns]
+        return [t for t in out if t.text]
+
+    def _step(self, embeds: torch.Tensor, memory, cache):
+        past = cache.get_seq_length()
+        mask = torch.ones(1, past + len(embeds), dtype=torch.long)
+        return self.backbone.run(embeds[None], mask, memory, None, cache)
+
+    # ------------------------------------------------------------ checkpoints
+    def save(self, path: Path) -> None:
+        """config.json + trained.safetensors (only trained tensors), written atomically."""
+        from safetensors.torch import save_file
+
+        from speakerlm.cache import atomic_path, write_text_atomic
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path / "trained.safetensors") as tmp:
+            save_file({k: v.contiguous() for k, v in self.trainable_state_dict().items()}, str(tmp))
+        write_text_atomic(path / "config.json", json.dumps(asdict(self.config), indent=2) + "\n")
+
+    @staticmethod
+    def load(path: Path) -> "SpeakerLM":
+        """Rebuild from config (pretrained parts from their packages) and load the trained tensors;
+        safetensors only, so loading never unpickles anything."""
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        model = SpeakerLM(SpeakerLMConfig(**json.loads((path / "config.json").read_text())))
+        trained = load_file(str(path / "trained.safetensors"))
+        missing = set(model.trainable_state_dict()) - set(trained)
+        unexpected = set(trained) - set(model.state_dict())
+        if missing or unexpected:
+            raise ValueError(f"{path}: checkpoint does not fit its config (missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+        model.load_state_dict(trained, strict=False)
+        return model.eval()
+
+
+def _looping(ids: list[int], limit: int) -> bool:
+    """True when the tail is one n-gram (n ≤ 4) repeated more than `limit` times."""
+    for n in range(1, 5):
+        if len(ids) >= n * (limit + 1):
+            tail = ids[-n * (limit + 1) :]
+            if all(tail[i] == tail[i % n] for i in range(len(tail))):
+                return True
+    return False
