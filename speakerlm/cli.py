@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     from speakerlm.evaluate import add_evaluate_parser
 
     add_evaluate_parser(sub)
+    from speakerlm.train import add_train_parser
+
+    add_train_parser(sub)
 
     p = sub.add_parser("prepare", help="convert the packaged weights into the cache (done once by setup)")
     p.add_argument("--skip-llm", action="store_true", help="skip the SmolLM2 conversion")
