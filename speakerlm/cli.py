@@ -95,8 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     from speakerlm.evaluate import add_evaluate_parser
 
     add_evaluate_parser(sub)
+    from speakerlm.simulate import add_simulate_parser
     from speakerlm.train import add_train_parser
 
+    add_simulate_parser(sub)
     add_train_parser(sub)
 
     p = sub.add_parser("prepare", help="convert the packaged weights into the cache (done once by setup)")

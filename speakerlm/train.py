@@ -246,7 +246,9 @@ def plot_curve(log_path: Path, png: Path) -> None:
 # ---------------------------------------------------------------- the loop
 
 def train(cfg: TrainConfig, data: Path, out: Path, dev: Optional[Path] = None, init: Optional[Path] = None,
-          limit: Optional[int] = None) -> Path:
+          limit: Optional[int] = None, stop_after: Optional[int] = None) -> Path:
+    """Run (or resume) one stage in `out`; `stop_after` ends this sitting after that many steps, so a
+    long run can be done in chunks (the next call resumes from the checkpoint)."""
     from accelerate import Accelerator
     from tqdm import tqdm
 
@@ -287,7 +289,8 @@ def train(cfg: TrainConfig, data: Path, out: Path, dev: Optional[Path] = None, i
     log = (out / "log.jsonl").open("a")
     bar = tqdm(total=cfg.steps, initial=step, desc="train", disable=not accelerator.is_main_process)
     model.train()
-    while step < cfg.steps:
+    last = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
+    while step < last:
         started = time.perf_counter()
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(cfg, step)
@@ -309,7 +312,7 @@ def train(cfg: TrainConfig, data: Path, out: Path, dev: Optional[Path] = None, i
             log.write(json.dumps({"step": step, "loss": round(total, 5), "lr": learning_rate(cfg, step - 1),
                                   "seconds": round(time.perf_counter() - started, 3)}) + "\n")
             log.flush()
-            if step % cfg.save_every == 0 or step == cfg.steps:
+            if step % cfg.save_every == 0 or step == last:
                 save_checkpoint(out, accelerator.unwrap_model(model), optimizer, step, rng, drawn)
             if dev_inputs and cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
                 result = evaluate_dev(accelerator.unwrap_model(model), dev_inputs)
@@ -350,6 +353,7 @@ def add_train_parser(subparsers) -> None:
     p.add_argument("--save-every", type=int, default=50)
     p.add_argument("--limit", type=int, help="use only the first N training clips")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stop-after", type=int, help="end this sitting after N steps (resume later)")
     p.set_defaults(func=cmd_train)
 
 
@@ -361,4 +365,4 @@ def cmd_train(args: argparse.Namespace) -> None:
     cfg = stage_config(base, args.stage, model=model_overrides, steps=args.steps, lr_peak=args.lr,
                        warmup_steps=args.warmup, token_budget=args.token_budget, accumulation=args.accumulation,
                        eval_every=args.eval_every, save_every=args.save_every, seed=args.seed)
-    print(train(cfg, args.data, args.out, args.dev, args.init, args.limit))
+    print(train(cfg, args.data, args.out, args.dev, args.init, args.limit, args.stop_after))

@@ -1,0 +1,75 @@
+"""Training: the curriculum's configs, registration sampling, and exact resume after an interruption."""
+
+import json
+import random
+from collections import Counter
+
+import pytest
+import torch
+
+from speakerlm.train import (NAME_POOL, ClipInputs, TrainConfig, learning_rate, make_example,
+                             registration_mode, stage_config, train)
+from speakerlm.turns import Turn
+from tests.test_datasets import make_corpus, write_lhotse, write_sidecar
+
+
+def test_stages_are_typed_overrides_of_one_config():
+    base = TrainConfig()
+    s2, s3, s4 = (stage_config(base, s) for s in (2, 3, 4))
+    assert (s2.model.train_encoder, s2.model.train_llm) == (False, False)  # projectors only
+    assert (s3.model.train_encoder, s3.model.train_llm) == (True, False)
+    assert (s4.model.train_encoder, s4.model.train_llm) == (True, True)
+    assert stage_config(base, 2, model={"train_llm": True}, steps=7).steps == 7
+
+
+def test_warmup_then_cosine():
+    cfg = TrainConfig(steps=100, warmup_steps=10)
+    assert learning_rate(cfg, 0) == pytest.approx(1e-5) and learning_rate(cfg, 10) == pytest.approx(5e-5)
+    assert learning_rate(cfg, 55) == pytest.approx(3e-5) and learning_rate(cfg, 100) == pytest.approx(1e-5)
+
+
+def test_registration_mode_sampled_as_the_paper():
+    rng, cfg = random.Random(0), TrainConfig()
+    draws = [registration_mode(cfg, rng) for _ in range(3000)]
+    counts = Counter(mode for mode, _ in draws)
+    assert all(900 < counts[m] < 1100 for m in ("match", "no", "over"))
+    n_ov = [n for mode, n in draws if mode == "over"]
+    assert min(n_ov) == 1 and max(n_ov) == 50
+
+
+def test_over_regist_example_never_names_a_distractor():
+    emb = lambda: torch.nn.functional.normalize(torch.randn(192), dim=0)
+    clip = ClipInputs("c", torch.zeros(10, 384), torch.zeros(10, 192),
+                      [Turn("v1", "hello", 0, 1), Turn("v2", "hi", 1, 2), Turn("v1", "bye", 2, 3)],
+                      {"v1": emb(), "v2": emb()}, {f"d{i}": emb() for i in range(60)})
+    rng = random.Random(1)
+    for _ in range(20):
+        ex = make_example(clip, "over", rng, n_distractors=30)
+        names = [n for n, _ in ex.slots]
+        spoken = {t.speaker for t in ex.turns}
+        assert len(ex.slots) == 32 and len(set(names)) == 32 and set(names) <= set(NAME_POOL)
+        assert spoken <= set(names) and len(spoken) == 2 and ex.turns[0].speaker == ex.turns[2].speaker
+    assert [t.speaker for t in make_example(clip, "no", rng).turns] == ["spk 0", "spk 1", "spk 0"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tts, tmp_path_factory):
+    c = make_corpus(tts, tmp_path_factory.mktemp("train_corpus"))
+    write_lhotse(c, c.root)
+    write_sidecar(c, c.root / "enrolment.json")
+    return c
+
+
+def test_resume_after_interruption_equals_an_uninterrupted_run(corpus, tmp_path):
+    cfg = stage_config(TrainConfig(steps=4, warmup_steps=1, save_every=1, eval_every=0, token_budget=400),
+                       2, model={"train_llm": True}, steps=4, lr_peak=1e-4)
+    straight = train(cfg, corpus.root, tmp_path / "a" / "run")
+    # the same run, stopped after 2 steps (as a kill after a checkpoint would leave it), then resumed
+    train(cfg, corpus.root, tmp_path / "b" / "run", stop_after=2)
+    resumed = train(cfg, corpus.root, tmp_path / "b" / "run")
+    loss = lambda p: [json.loads(l)["loss"] for l in (p.parent / "log.jsonl").read_text().splitlines()]
+    assert loss(straight) == pytest.approx(loss(resumed), rel=1e-4)
+    from safetensors.torch import load_file
+
+    a, b = load_file(str(straight / "trained.safetensors")), load_file(str(resumed / "trained.safetensors"))
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
