@@ -34,13 +34,27 @@ def cmd_transcribe(args: argparse.Namespace) -> None:
     options = TranscribeOptions(engine=args.engine, whisper=args.whisper, language=args.language,
                                 num_beams=args.beams, speaker_encoder=args.speaker_encoder,
                                 num_speakers=args.num_speakers, min_speakers=args.min_speakers,
-                                max_speakers=args.max_speakers)
+                                max_speakers=args.max_speakers, model=args.model)
     formats = FORMATS if args.format == "all" else (args.format,)
     if args.output_dir is None and len(formats) > 1:
         raise UserError("--format all writes several files; add --output-dir DIR")
+    stored = {}
+    if args.speakers_dir is not None:
+        from speakerlm.enroll import load_store
+
+        if not args.speakers_dir.is_dir():
+            raise UserError(f"{args.speakers_dir}: no such enrolment folder; create it with `speakerlm enroll NAME FILE --store DIR`")
+        stored = load_store(args.speaker_encoder, args.speakers_dir)
     transcriber = Transcriber(options)
     for audio in args.files:
-        transcript = transcriber.transcribe(audio, speakers=speakers)
+        transcript = transcriber.transcribe(audio, speakers=speakers, voiceprints=stored)
+        if args.timeline:
+            from speakerlm.simulate import plot_timeline
+
+            target = (args.output_dir or Path(".")) / f"{Path(audio).stem}.png"
+            timed = [t for t in transcript.turns if t.start is not None and t.end is not None]
+            plot_timeline(timed, target, title=f"{Path(audio).name}: who spoke when")
+            print(f"wrote {target}", file=sys.stderr)
         for fmt in formats:
             text = get_writer(fmt)(transcript)
             path = output_path(audio, fmt, args.output_dir)
@@ -81,8 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="enrol a speaker by a voice sample (repeat for more speakers or more samples)")
     t.add_argument("--format", default="txt", choices=FORMATS + ("all",), help="output format (default txt)")
     t.add_argument("--output-dir", type=Path, help="write DIR/<file stem>.<format> instead of printing")
-    t.add_argument("--engine", default="cascade", choices=("cascade", "plain"),
-                   help="cascade: VAD → speaker clustering → Whisper (default); plain: Whisper only, one speaker")
+    t.add_argument("--speakers-dir", type=Path, help="use every voiceprint in this enrolment folder "
+                   "(made by `speakerlm enroll --store DIR`)")
+    t.add_argument("--timeline", action="store_true", help="also draw who spoke when as <stem>.png")
+    t.add_argument("--engine", default="cascade", choices=("speakerlm", "cascade", "plain"),
+                   help="speakerlm: the end-to-end model; cascade: VAD → speaker clustering → Whisper "
+                        "(default); plain: Whisper only, one speaker")
+    t.add_argument("--model", help="SpeakerLM checkpoint directory (default: the bundled one)")
     t.add_argument("--num-speakers", type=int, help="the number of speakers, when known")
     t.add_argument("--min-speakers", type=int, help="at least this many speakers")
     t.add_argument("--max-speakers", type=int, help="at most this many speakers")
@@ -95,9 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     from speakerlm.evaluate import add_evaluate_parser
 
     add_evaluate_parser(sub)
+    from speakerlm.enroll import add_enroll_parser
     from speakerlm.simulate import add_simulate_parser
     from speakerlm.train import add_train_parser
 
+    add_enroll_parser(sub)
     add_simulate_parser(sub)
     add_train_parser(sub)
 

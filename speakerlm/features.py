@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from speakerlm.audio import SAMPLE_RATE
+from speakerlm.speaker_encoder import CAMPlusPlus
 from speakerlm.whisper import CHUNK_SECONDS, ENCODER_FRAMES_PER_SECOND
 
 SPEAKER_WINDOW_S = 1.5  # frame-level speaker stream: CAM++/GE2E window…
@@ -38,7 +39,10 @@ def encode_windows(encoder: torch.nn.Module, mel: torch.Tensor, frames: int) -> 
 
 def frame_speaker_stream(speaker_encoder, wave: np.ndarray, frames: int) -> torch.Tensor:
     """(frames, speaker_dim): each encoder frame gets the embedding of the window centred nearest to it."""
-    embs, times = speaker_encoder.embed_windows(wave, SPEAKER_WINDOW_S, SPEAKER_HOP_S)
+    if isinstance(speaker_encoder, CAMPlusPlus):  # one pass over the clip (see CAMPlusPlus.embed_windows)
+        embs, times = speaker_encoder.embed_windows(wave, SPEAKER_WINDOW_S, SPEAKER_HOP_S, shared_context=True)
+    else:
+        embs, times = speaker_encoder.embed_windows(wave, SPEAKER_WINDOW_S, SPEAKER_HOP_S)
     centres = times.mean(axis=1)
     frame_times = (np.arange(frames) + 0.5) / ENCODER_FRAMES_PER_SECOND
     nearest = np.abs(frame_times[:, None] - centres[None, :]).argmin(axis=1)

@@ -244,7 +244,10 @@ class SpeakerLM(nn.Module):
         encoder.requires_grad_(cfg.train_encoder)
         llm = self.backbone.decoder if cfg.backbone == "whisper" else self.backbone.llm
         if cfg.backbone == "whisper":
-            self.backbone.proj_out.requires_grad_(False)  # tied to the decoder token embeddings
+            # the token embeddings (tied to proj_out) stay frozen: they are 20 M of the decoder's 30 M
+            # parameters, and leaving them out keeps the bundled checkpoint small
+            self.backbone.proj_out.requires_grad_(False)
+            self.backbone.decoder.embed_tokens.requires_grad_(False)
         if cfg.lora_rank > 0:
             from peft import LoraConfig, inject_adapter_in_model
 
@@ -254,7 +257,8 @@ class SpeakerLM(nn.Module):
             for name, p in llm.named_parameters():
                 p.requires_grad_(cfg.train_llm and "lora_" in name)
         else:
-            llm.requires_grad_(cfg.train_llm)
+            for name, p in llm.named_parameters():
+                p.requires_grad_(cfg.train_llm and not name.startswith("embed_tokens"))
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Only what training changed: the checkpoint holds these, never the pretrained weights."""

@@ -114,6 +114,40 @@ class CAMPlusPlus(SpeakerEncoder):
         return torch.nn.functional.normalize(self.model(feats), dim=-1)
 
 
+    def embed_windows(self, wave: np.ndarray, win_s: float = 1.5, hop_s: float = 0.75,
+                      batch_size: int = 64, shared_context: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """With `shared_context`, window embeddings come from ONE pass over the whole wave: the network
+        runs up to its statistics pooling once, then each window pools its own frames (mean + std) and
+        goes through the final dense layer. Measured 5× cheaper (39 windows of an 18.7 s clip: 0.36 s
+        vs 2.0 s, one thread), at the price of context from outside the window (cosine 0.76 to the
+        exact window embedding): good for the model's frame stream, not for clustering."""
+        if not shared_context or wave.size <= int(win_s * SAMPLE_RATE):
+            return super().embed_windows(wave, win_s, hop_s, batch_size)
+        net = self.model.xvector
+        with torch.inference_mode():
+            feats = self.fbank(torch.from_numpy(np.ascontiguousarray(wave, np.float32))[None] * 32768.0)
+            feats = feats - feats.mean(dim=1, keepdim=True)
+            x = self.model.head(feats.permute(0, 2, 1))
+            for name, layer in net.named_children():
+                if name == "stats":
+                    break
+                x = layer(x)
+            # shape: (1, channels, frames at 50 Hz: fbank 100 Hz, TDNN stride 2)
+            rate = x.shape[-1] / (wave.size / SAMPLE_RATE)
+            total = wave.size / SAMPLE_RATE
+            starts = list(np.arange(0.0, total - win_s + 1e-9, hop_s))
+            if starts[-1] + win_s < total:
+                starts.append(total - win_s)
+            pooled = []
+            for s in starts:
+                a, b = int(round(s * rate)), max(int(round((s + win_s) * rate)), int(round(s * rate)) + 2)
+                seg = x[..., a:b]
+                pooled.append(torch.cat([seg.mean(dim=-1), seg.std(dim=-1, unbiased=True)], dim=-1))
+            embs = net.dense(torch.cat(pooled))
+        times = np.array([[s, s + win_s] for s in starts])
+        return torch.nn.functional.normalize(embs, dim=-1).numpy(), times
+
+
 class GE2E(SpeakerEncoder):
     name, dim = "ge2e", 256
     N_MELS, N_FFT, HOP = 40, 400, 160  # resemblyzer's 25 ms window, 10 ms step

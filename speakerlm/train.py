@@ -95,7 +95,9 @@ class ClipInputs:
 
 
 def prepare_inputs(model: SpeakerLM, clips, cache: Path, progress: bool = True) -> list[ClipInputs]:
-    """Compute (or read from `cache`) each clip's encoder states, frame speaker stream and voiceprints."""
+    """Compute (or read from `cache`) each clip's encoder states, frame speaker stream and voiceprints.
+    Over-Regist distractors come from other clips' speakers (paper §3.2), so no distractor audio is
+    embedded here: `distractor_pool` builds them from the voiceprints."""
     from safetensors.torch import load_file, save_file
     from tqdm import tqdm
 
@@ -125,14 +127,21 @@ def prepare_inputs(model: SpeakerLM, clips, cache: Path, progress: bool = True) 
                 audio = model.encode_audio(log_mel_windows(processor, wave), frames)
             tensors = {"audio": audio.contiguous(), "frame_speaker": frame_speaker_stream(encoder, wave, frames)}
             tensors.update({f"spk/{s}": voiceprint(v) for s, v in clip.enrolment.items()})
-            tensors.update({f"dis/{s}": voiceprint(v) for s, v in clip.distractors.items()})
             with atomic_path(path) as tmp:
                 save_file(tensors, str(tmp))
         t = load_file(str(path))
         out.append(ClipInputs(clip.id, t["audio"], t["frame_speaker"], list(clip.reference),
                               {k[4:]: v for k, v in t.items() if k.startswith("spk/")},
-                              {k[4:]: v for k, v in t.items() if k.startswith("dis/")}))
-    return out
+                              {}))
+    return distractor_pool(out)
+
+
+def distractor_pool(clips: list[ClipInputs]) -> list[ClipInputs]:
+    """Give every clip, as its distractors, the speakers of all other clips (never its own)."""
+    everyone = {s: v for c in clips for s, v in c.voiceprints.items()}
+    for c in clips:
+        c.distractors = {s: v for s, v in everyone.items() if s not in c.voiceprints}
+    return clips
 
 
 def make_example(clip: ClipInputs, mode: str, rng: random.Random, n_distractors: int = 0) -> Example:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional, Union
 
 import numpy as np
@@ -34,6 +34,7 @@ class TranscribeOptions:
     num_speakers: Optional[int] = None  # known speaker count (skips estimation)
     min_speakers: Optional[int] = None  # lower bound for the estimated count
     max_speakers: Optional[int] = None  # upper bound for the estimated count
+    model: Optional[str] = None  # SpeakerLM checkpoint directory (engine "speakerlm"); None = bundled
 
 
 @dataclass
@@ -70,13 +71,85 @@ class PlainWhisper(Engine):
         return turns
 
 
+class SpeakerLMEngine(Engine):
+    """The end-to-end model: one pass per window of at most WINDOW_SECONDS, cut at pauses.
+
+    The model writes no times (as the paper's); each turn is given an approximate span by laying the
+    turns, in proportion to their length in characters, over the window's detected speech.
+    """
+
+    WINDOW_SECONDS = 45.0  # the paper's clips are 40–50 s
+
+    def __init__(self, options: TranscribeOptions):
+        from speakerlm.model import SpeakerLM
+        from speakerlm.speaker_encoder import load_speaker_encoder
+
+        self.options = options
+        path = options.model or bundled_model()
+        if path is None:
+            raise UserError("no SpeakerLM checkpoint: pass --model DIR, or use --engine cascade")
+        self.model = SpeakerLM.load(path)
+        if self.model.config.speaker_encoder != options.speaker_encoder:
+            self.options = options = replace(options, speaker_encoder=self.model.config.speaker_encoder)
+        self.encoder = load_speaker_encoder(self.model.config.speaker_encoder)
+
+    def transcribe(self, wave: np.ndarray, enrolled: Enrolled) -> list[Turn]:
+        import torch
+
+        from speakerlm.features import frame_speaker_stream, log_mel_windows, n_frames
+        from speakerlm.model import Example
+        from speakerlm.vad import group_regions, speech_regions
+
+        processor = self.model.backbone.processor if self.model.config.backbone == "whisper" else self.model.processor
+        slots = [(name, torch.from_numpy(np.asarray(v, np.float32))) for name, v in enrolled.voiceprints.items()]
+        turns: list[Turn] = []
+        regions = speech_regions(wave)
+        for window in group_regions(regions, self.WINDOW_SECONDS):
+            piece = wave[int(window.start * SAMPLE_RATE) : int(window.end * SAMPLE_RATE)]
+            frames = n_frames(piece)
+            with torch.inference_mode():
+                audio = self.model.encode_audio(log_mel_windows(processor, piece), frames)
+            ex = Example(audio, frame_speaker_stream(self.encoder, piece, frames), slots)
+            found = self.model.generate(ex, max_new_tokens=int(40 + 8 * duration(piece)))
+            inside = [r for r in regions if r.start >= window.start - 1e-6 and r.end <= window.end + 1e-6]
+            turns += _spread_over_speech(found, inside)
+        return turns
+
+
+def _spread_over_speech(turns: list[Turn], regions) -> list[Turn]:
+    """Give untimed turns consecutive spans over the speech regions, in proportion to their length."""
+    if not regions:
+        return turns
+    bounds = np.cumsum([0.0] + [r.duration for r in regions])  # speech seconds before each region
+
+    def at(speech_seconds: float) -> float:  # speech-time → recording time
+        i = int(np.clip(np.searchsorted(bounds, speech_seconds, side="right") - 1, 0, len(regions) - 1))
+        return float(regions[i].start + speech_seconds - bounds[i])
+
+    total, chars = float(bounds[-1]), sum(len(t.text) for t in turns) or 1
+    out, clock = [], 0.0
+    for t in turns:
+        span = total * len(t.text) / chars
+        out.append(Turn(t.speaker, t.text, round(at(clock), 3), round(at(min(total, clock + span) - 1e-6), 3)))
+        clock += span
+    return out
+
+
+def bundled_model() -> Optional[str]:
+    """The checkpoint shipped inside the package, if this build has one."""
+    from pathlib import Path
+
+    path = Path(__file__).parent / "bundled"
+    return str(path) if (path / "trained.safetensors").exists() else None
+
+
 def _cascade(options: TranscribeOptions) -> Engine:
     from speakerlm.cascade import Cascade  # imported late: cascade.py builds on this module
 
     return Cascade(options)
 
 
-ENGINES = {"plain": PlainWhisper, "cascade": _cascade}
+ENGINES = {"plain": PlainWhisper, "cascade": _cascade, "speakerlm": SpeakerLMEngine}
 
 
 def enroll_voiceprint(paths: list[Pathlike], encoder_name: str = "campp") -> np.ndarray:
@@ -110,12 +183,14 @@ class Transcriber:
             self._engine = ENGINES[self.options.engine](self.options)
         return self._engine
 
-    def transcribe(self, audio: Union[Pathlike, np.ndarray],
-                   speakers: Optional[dict[str, list[Pathlike]]] = None) -> Transcript:
+    def transcribe(self, audio: Union[Pathlike, np.ndarray], speakers: Optional[dict[str, list[Pathlike]]] = None,
+                   voiceprints: Optional[dict[str, np.ndarray]] = None) -> Transcript:
+        """`speakers`: name → enrolment audio files; `voiceprints`: name → stored voiceprint."""
         started = time.perf_counter()
         wave = load_audio(audio) if not isinstance(audio, np.ndarray) else audio
-        enrolled = Enrolled({name: enroll_voiceprint(paths, self.options.speaker_encoder)
-                             for name, paths in (speakers or {}).items()})
+        enrolled = Enrolled({**(voiceprints or {}),
+                             **{name: enroll_voiceprint(paths, self.options.speaker_encoder)
+                                for name, paths in (speakers or {}).items()}})
         turns = self.engine.transcribe(wave, enrolled)
         elapsed = time.perf_counter() - started
         meta = {"engine": self.options.engine, "whisper": self.options.whisper,
