@@ -23,7 +23,7 @@ from speakerlm.labels import ANONYMOUS
 from speakerlm.transcribe import Engine, Enrolled, TranscribeOptions
 from speakerlm.turns import Turn
 from speakerlm.vad import Region, group_regions, speech_regions
-from speakerlm.whisper import CHUNK_SECONDS, Word, load_whisper, transcribe_words
+from speakerlm.whisper import ASR_WINDOW_SECONDS, Word, load_whisper, transcribe_words
 
 FRAME_RATE = 100  # speaker-activity frames per second (10 ms)
 
@@ -203,7 +203,7 @@ class Cascade(Engine):
         regions = speech_regions(wave)
         frames, centroids = self.diarize(wave, regions)
         words: list[Word] = []
-        for w in group_regions(regions, CHUNK_SECONDS - 2):
+        for w in group_regions(regions, ASR_WINDOW_SECONDS):
             piece = wave[int(w.start * SAMPLE_RATE) : int(w.end * SAMPLE_RATE)]
             words += transcribe_words(self.model, self.processor, piece, self.options.language, offset=w.start)
         clusters = [word_speaker(w, frames) for w in words]

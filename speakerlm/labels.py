@@ -17,6 +17,10 @@ ANONYMOUS = "spk {}"  # label of the k-th unregistered speaker
 _ANON_RE = re.compile(r"spk \d+")
 
 
+def is_anonymous(label: str) -> bool:
+    return bool(_ANON_RE.fullmatch(label))
+
+
 def target_turns(reference: Sequence[Turn], registered: Iterable[str] = ()) -> list[Turn]:
     """Relabel reference turns (any speaker ids) as the model must write them: registered speakers keep
     their names, the others become `spk 0`, `spk 1`, … by first appearance. Chronological when timed."""

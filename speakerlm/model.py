@@ -100,6 +100,7 @@ class Backbone(nn.Module):
     d_model: int
     turn_id: int  # token the LM emits to open a turn
     eos_id: int  # token that ends the transcript
+    suppressed: list[int] = []  # tokens generation never emits (e.g. Whisper's special and timestamp tokens)
 
     def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -136,6 +137,8 @@ class WhisperBackbone(Backbone):
         self.prefix_ids = [ids["<|startoftranscript|>"], ids["<|notimestamps|>"]]
         self.prev_id, self.turn_id, self.eos_id = ids["<|startofprev|>"], ids["<|startoflm|>"], ids["<|endoftext|>"]
         self.slot_embedding = nn.Parameter(torch.zeros(self.d_model))  # marks a registration position
+        vocab = whisper.config.vocab_size
+        self.suppressed = [i for i in range(ids["<|startoftranscript|>"], vocab) if i != self.turn_id]
         self.max_positions = whisper.config.max_target_positions
 
     def embed_tokens(self, ids):
@@ -231,6 +234,11 @@ class SpeakerLM(nn.Module):
         self.frame_projector = nn.Linear(d, d_encoder, bias=False) if d != d_encoder else nn.Identity()
         self.frame_gate = nn.Parameter(torch.full((d_encoder,), 0.1))
         self.anonymous = nn.Parameter(torch.randn(config.max_anonymous, d) * 0.02)  # spk 0..K-1 inputs/keys
+        # the turn marker gets its own trainable embedding, used as its input and as its output row:
+        # with the token embeddings frozen (they are tied to the output layer) the LM could not learn
+        # to emit a rarely used special token (measured: garbage tokens at turn boundaries)
+        turn = self.backbone.embed_tokens(torch.tensor([self.backbone.turn_id]))[0].detach().clone()
+        self.turn_embedding = nn.Parameter(turn)
         self.pointer_query = nn.Linear(d, config.pointer_dim)
         self.pointer_key = nn.Linear(d, config.pointer_dim)
         self._set_trainable()
@@ -297,12 +305,20 @@ class SpeakerLM(nn.Module):
         for tok in inputs:
             if tok == SPK:
                 pieces.append(self._speaker_input(next(spk_iter), slot_embs)[None])
+            elif tok == self.backbone.turn_id:
+                pieces.append(self.turn_embedding[None])
             else:
                 pieces.append(self.backbone.embed_tokens(torch.tensor([tok])))
         # position p predicts element p+1; the element after a marker is the pointer's, not the LM's
         labels = [IGNORE] * (len(prompt) - 1) + [IGNORE if t == SPK else t for t in response]
         pointer_positions = [len(prompt) + k for k, t in enumerate(inputs) if t == self.backbone.turn_id]
         return torch.cat(pieces), memory, labels, pointer_positions, classes
+
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """LM logits with the turn marker's column from its trainable embedding."""
+        logits = self.backbone.logits(hidden)
+        turn = hidden @ self.turn_embedding
+        return torch.cat([logits[..., : self.backbone.turn_id], turn[..., None], logits[..., self.backbone.turn_id + 1 :]], dim=-1)
 
     def _speaker_class(self, label: str, names: list[str]) -> int:
         if label in names:
@@ -342,7 +358,7 @@ class SpeakerLM(nn.Module):
             mask[i, : len(e)] = 1
             labels[i, : len(lab)] = torch.tensor(lab)
         hidden, _ = self.backbone.run(embeds, mask, memory, memory_mask)
-        logits = self.backbone.logits(hidden)
+        logits = self._logits(hidden)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE)
         ptr_losses = []
         for i, (ex, (_, _, _, pos, target)) in enumerate(zip(batch, seqs)):
@@ -372,11 +388,13 @@ class SpeakerLM(nn.Module):
         n_anon, total = 0, 0  # anonymous speakers introduced so far; tokens generated
         max_positions = getattr(self.backbone, "max_positions", 1 << 30) - len(prompt) - 2
         while total < min(max_new_tokens, max_positions):
-            token = int(self.backbone.logits(hidden[:, -1])[0].argmax())
+            logits = self._logits(hidden[:, -1])[0]
+            logits[self.backbone.suppressed] = float("-inf")
+            token = int(logits.argmax())
             if token == self.backbone.eos_id:
                 break
             if token == self.backbone.turn_id or not turns:  # text before any marker opens a turn too
-                hidden, cache = self._step(self.backbone.embed_tokens(torch.tensor([self.backbone.turn_id])), memory, cache)
+                hidden, cache = self._step(self.turn_embedding[None], memory, cache)
                 cls = int(self._pointer_logits(hidden[0, -1:], slot_embs, n_anon)[0].argmax())
                 if cls < len(names):
                     label = names[cls]
