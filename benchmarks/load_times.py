@@ -1,5 +1,6 @@
 """Load time of every pretrained part: cold (first use: conversion into an empty cache) and cached
-(a new process reading the converted safetensors). Each measurement runs in a fresh process.
+(a new process reading the converted safetensors). Each measurement runs in a fresh process, timed
+after torch and transformers are imported (their import alone takes seconds).
 
     .venv/bin/python benchmarks/load_times.py
 """
@@ -22,7 +23,7 @@ PARTS = {
 
 
 def timed(code: str, cache: str) -> float:
-    script = f"import time; {code.split(';')[0]}; t = time.perf_counter(); {code.split(';')[1]}; print(time.perf_counter() - t)"
+    script = f"import time, torch, transformers, safetensors.torch; {code.split(';')[0]}; t = time.perf_counter(); {code.split(';')[1]}; print(time.perf_counter() - t)"
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
                          env={**os.environ, "SPEAKERLM_CACHE": cache})
     return float(out.stdout.strip().splitlines()[-1])

@@ -419,8 +419,9 @@ class SpeakerLM(nn.Module):
         return self.backbone.run(embeds[None], mask, memory, None, cache)
 
     # ------------------------------------------------------------ checkpoints
-    def save(self, path: Path) -> None:
-        """config.json + trained.safetensors (only trained tensors), written atomically."""
+    def save(self, path: Path, half: bool = False) -> None:
+        """config.json + trained.safetensors (only trained tensors), written atomically; `half` stores
+        float16 (the bundled model: half the size, loaded back into float32)."""
         from safetensors.torch import save_file
 
         from speakerlm.cache import atomic_path, write_text_atomic
@@ -428,7 +429,8 @@ class SpeakerLM(nn.Module):
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         with atomic_path(path / "trained.safetensors") as tmp:
-            save_file({k: v.contiguous() for k, v in self.trainable_state_dict().items()}, str(tmp))
+            tensors = self.trainable_state_dict()
+            save_file({k: (v.half() if half else v).contiguous() for k, v in tensors.items()}, str(tmp))
         write_text_atomic(path / "config.json", json.dumps(asdict(self.config), indent=2) + "\n")
 
     @staticmethod

@@ -237,7 +237,8 @@ def plot_curve(log_path: Path, png: Path) -> None:
     rows = [json.loads(l) for l in log_path.read_text().splitlines() if l.strip()]
     train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
     dev = [r for r in rows if "cpwer" in r]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig, axes = plt.subplots(1, 2 if dev else 1, figsize=(10 if dev else 5, 3.5), squeeze=False)
+    axes = axes[0]
     if train:
         axes[0].plot(*zip(*train), lw=0.8)
     axes[0].set(xlabel="step", ylabel="training loss", yscale="log", title="loss")
@@ -245,8 +246,9 @@ def plot_curve(log_path: Path, png: Path) -> None:
         pts = [(r["step"], r[key]) for r in dev if r.get(key) is not None]
         if pts:
             axes[1].plot(*zip(*pts), marker="o", label=key)
-    axes[1].set(xlabel="step", ylabel="%", title="dev")
-    axes[1].legend()
+    if dev:
+        axes[1].set(xlabel="step", ylabel="%", title="dev")
+        axes[1].legend()
     fig.tight_layout()
     fig.savefig(png, dpi=100)
     plt.close(fig)

@@ -97,7 +97,7 @@ class SpeakerLMEngine(Engine):
 
     def transcribe(self, wave: np.ndarray, enrolled: Enrolled) -> list[Turn]:
         from speakerlm.labels import is_anonymous
-        from speakerlm.vad import group_regions, speech_regions
+        from speakerlm.vad import Region, group_regions, speech_regions
 
         # earlier windows' anonymous speakers are registered as "~spk j", a name the model cannot
         # confuse with the window-local "spk k" labels it writes for speakers it has not heard yet
@@ -108,7 +108,8 @@ class SpeakerLMEngine(Engine):
         for window in group_regions(regions, self.WINDOW_SECONDS):
             piece = wave[int(window.start * SAMPLE_RATE) : int(window.end * SAMPLE_RATE)]
             found = self.transcribe_window(piece, known)
-            inside = [r for r in regions if r.start >= window.start - 1e-6 and r.end <= window.end + 1e-6]
+            inside = [Region(max(r.start, window.start), min(r.end, window.end)) for r in regions
+                      if r.end > window.start and r.start < window.end] or [window]
             new: dict[str, str] = {}  # window-local anonymous label → recording-wide label
             for t in found:
                 if is_anonymous(t.speaker):
