@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 from speakerlm.datasets import load_dataset
-from speakerlm.transcribe import Enrolled, SpeakerLMEngine, TranscribeOptions
+from speakerlm.transcribe import Enrolled, SpeakerLMEngine, TranscribeOptions, mean_voiceprint
 
 
 def main() -> None:
@@ -27,7 +27,7 @@ def main() -> None:
         if len(speakers) < 2 or not all(s in clip.enrolment for s in speakers):
             continue
         names = {s: f"P{i}" for i, s in enumerate(speakers)}
-        prints = {names[s]: enroll_voiceprint_spans(clip.enrolment[s]) for s in speakers}
+        prints = {names[s]: mean_voiceprint([span.load() for span in clip.enrolment[s]]) for s in speakers}
         wave = clip.audio.load()
         a, b = names[speakers[0]], names[speakers[1]]
         before = engine.transcribe(wave, Enrolled(dict(prints)))
@@ -44,16 +44,6 @@ def main() -> None:
     total = max(1, swapped + stayed + other)
     print(f"turns of the swapped pair: {total}; names swapped {swapped / total:.1%}, unchanged {stayed / total:.1%}, "
           f"other {other / total:.1%}")
-
-
-def enroll_voiceprint_spans(spans):
-    import numpy as np
-
-    from speakerlm.speaker_encoder import load_speaker_encoder
-
-    enc = load_speaker_encoder("campp")
-    e = np.mean([enc.embed(s.load()) for s in spans], axis=0)
-    return e / np.linalg.norm(e)
 
 
 if __name__ == "__main__":

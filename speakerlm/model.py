@@ -100,7 +100,7 @@ class Backbone(nn.Module):
     d_model: int
     turn_id: int  # token the LM emits to open a turn
     eos_id: int  # token that ends the transcript
-    suppressed: list[int] = []  # tokens generation never emits (e.g. Whisper's special and timestamp tokens)
+    suppressed: tuple[int, ...] = ()  # tokens generation never emits (e.g. Whisper's special and timestamp tokens)
 
     def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -389,7 +389,7 @@ class SpeakerLM(nn.Module):
         max_positions = getattr(self.backbone, "max_positions", 1 << 30) - len(prompt) - 2
         while total < min(max_new_tokens, max_positions):
             logits = self._logits(hidden[:, -1])[0]
-            logits[self.backbone.suppressed] = float("-inf")
+            logits[list(self.backbone.suppressed)] = float("-inf")
             token = int(logits.argmax())
             if token == self.backbone.eos_id:
                 break

@@ -639,20 +639,18 @@ def plot_timeline(supervisions: Sequence, path: Path, title: str = "") -> Path:
 
 # ---- command line ----------------------------------------------------------------------------------
 
-def _int_range(value: str) -> tuple[int, int]:
-    lo, _, hi = value.partition("-")
-    try:
-        return int(lo), int(hi or lo)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r}: expected N or MIN-MAX, e.g. 2-4") from None
+def _range(cast, example: str):
+    """An argparse type for `N` or `MIN-MAX`, each converted by `cast`."""
+    def parse(value: str):
+        lo, _, hi = value.partition("-")
+        try:
+            return cast(lo), cast(hi or lo)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r}: expected N or MIN-MAX, e.g. {example}") from None
+    return parse
 
 
-def _float_range(value: str) -> tuple[float, float]:
-    lo, _, hi = value.partition("-")
-    try:
-        return float(lo), float(hi or lo)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r}: expected S or MIN-MAX seconds, e.g. 40-50") from None
+_int_range, _float_range = _range(int, "2-4"), _range(float, "40-50")
 
 
 def add_simulate_parser(subparsers) -> argparse.ArgumentParser:

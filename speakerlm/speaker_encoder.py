@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from speakerlm.audio import SAMPLE_RATE
-from speakerlm.cache import cache_dir, verify_sha256
+from speakerlm.cache import atomic_path, cache_dir, verify_sha256
 from speakerlm.errors import UserError
 
 CAMPP_SHA256 = "92f29b94e6948786a26778c9e302525d185bb08c8b9f5252ed98776902840199"
@@ -40,8 +40,6 @@ def _package_dir(name: str) -> Path:
 def _cached_weights(name: str, source: Path, sha256: str, package: str, extract) -> dict[str, torch.Tensor]:
     """Load `source` once (after checking its hash), keep it as safetensors, return the state dict."""
     from safetensors.torch import load_file, save_file
-
-    from speakerlm.cache import atomic_path
 
     target = cache_dir() / f"{name}.safetensors"
     if not target.exists():

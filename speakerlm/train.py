@@ -104,6 +104,7 @@ def prepare_inputs(model: SpeakerLM, clips, cache: Path, progress: bool = True) 
     from speakerlm.cache import atomic_path
     from speakerlm.features import frame_speaker_stream, log_mel_windows, n_frames
     from speakerlm.speaker_encoder import load_speaker_encoder
+    from speakerlm.transcribe import mean_voiceprint
 
     cache.mkdir(parents=True, exist_ok=True)
     encoder = load_speaker_encoder(model.config.speaker_encoder)
@@ -113,8 +114,7 @@ def prepare_inputs(model: SpeakerLM, clips, cache: Path, progress: bool = True) 
     def voiceprint(spans) -> torch.Tensor:
         key = tuple((str(s.path), s.start, s.end) for s in spans)
         if key not in prints:
-            e = np.mean([encoder.embed(s.load()) for s in spans], axis=0)
-            prints[key] = torch.from_numpy((e / np.linalg.norm(e)).astype(np.float32))
+            prints[key] = torch.from_numpy(mean_voiceprint([s.load() for s in spans], model.config.speaker_encoder))
         return prints[key]
 
     out = []

@@ -177,20 +177,28 @@ def _cascade(options: TranscribeOptions) -> Engine:
 ENGINES = {"plain": PlainWhisper, "cascade": _cascade, "speakerlm": SpeakerLMEngine}
 
 
-def enroll_voiceprint(paths: list[Pathlike], encoder_name: str = "campp") -> np.ndarray:
-    """Voiceprint of one speaker: the mean embedding of 2–10 s clips of their audio (paper §5.1)."""
+def mean_voiceprint(waves: list[np.ndarray], encoder_name: str = "campp") -> np.ndarray:
+    """Voiceprint of one speaker: the L2-normalised mean embedding of ≤ 10 s clips of their audio
+    (paper §5.1: 2–10 s clips, averaged); pieces shorter than 1 s are left out when others exist."""
     from speakerlm.speaker_encoder import load_speaker_encoder
 
     encoder = load_speaker_encoder(encoder_name)
-    embs = []
+    clip = 10 * SAMPLE_RATE
+    pieces = [w[i : i + clip] for w in waves for i in range(0, w.size, clip)]
+    pieces = [p for p in pieces if p.size >= SAMPLE_RATE] or pieces
+    mean = np.mean([encoder.embed(p) for p in pieces], axis=0)
+    return (mean / np.linalg.norm(mean)).astype(np.float32)
+
+
+def enroll_voiceprint(paths: list[Pathlike], encoder_name: str = "campp") -> np.ndarray:
+    """Voiceprint from enrolment files, refusing audio too short to say anything about the voice."""
+    waves = []
     for path in paths:
         wave = load_audio(path)
         if duration(wave) < 1.0:
             raise UserError(f"{path}: enrolment audio is {duration(wave):.1f} s; give at least 1 s (2–10 s is best)")
-        clip = 10 * SAMPLE_RATE
-        embs += [encoder.embed(wave[i : i + clip]) for i in range(0, wave.size, clip) if wave.size - i >= SAMPLE_RATE]
-    mean = np.mean(embs, axis=0)
-    return mean / np.linalg.norm(mean)
+        waves.append(wave)
+    return mean_voiceprint(waves, encoder_name)
 
 
 class Transcriber:

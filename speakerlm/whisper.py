@@ -72,7 +72,7 @@ def _site_packages(package: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0]).parent
 
 
-def _hf_name(ct2_name: str) -> list[str]:
+def _hf_name(ct2_name: str) -> str:
     """CT2 variable name → HF parameter name(s); the inverse of CTranslate2's WhisperLoader."""
     n = ct2_name.replace("/gamma", "/weight").replace("/beta", "/bias")
     for a, b in [
@@ -101,7 +101,7 @@ def _hf_name(ct2_name: str) -> list[str]:
     )
     # fused projections are split by the caller
     n = n.replace("/self_attention/linear_0", ".self_attn.qkv").replace("/attention/linear_1", ".encoder_attn.kv")
-    return [n]
+    return n
 
 
 def ct2_to_state_dict(variables: dict[str, np.ndarray]) -> dict[str, "np.ndarray"]:
@@ -110,7 +110,7 @@ def ct2_to_state_dict(variables: dict[str, np.ndarray]) -> dict[str, "np.ndarray
     for ct2_name, value in variables.items():
         if value.dtype.kind not in "f" or value.ndim == 0 or ct2_name == "decoder/projection/weight":
             continue  # scalar metadata, and the output projection (an alias of the token embeddings)
-        (name,) = _hf_name(ct2_name)
+        name = _hf_name(ct2_name)
         value = value.astype(np.float32)
         if ".qkv." in name:
             for part, v in zip(("q_proj", "k_proj", "v_proj"), np.split(value, 3, axis=0)):
