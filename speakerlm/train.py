@@ -256,16 +256,22 @@ def plot_curve(log_path: Path, png: Path) -> None:
 
 # ---------------------------------------------------------------- the loop
 
-def train(cfg: TrainConfig, data: Path, out: Path, dev: Optional[Path] = None, init: Optional[Path] = None,
+def train(cfg: TrainConfig, data: Path | list[Path], out: Path, dev: Optional[Path] = None, init: Optional[Path] = None,
           limit: Optional[int] = None, stop_after: Optional[int] = None) -> Path:
-    """Run (or resume) one stage in `out`; `stop_after` ends this sitting after that many steps, so a
-    long run can be done in chunks (the next call resumes from the checkpoint)."""
+    """Run (or resume) one stage in `out` on one or more datasets; `stop_after` ends this sitting after
+    that many steps, so a long run can be done in chunks (the next call resumes from the checkpoint).
+    Under `accelerate launch` / `torchrun` every process takes its own share of each step's batches."""
     from accelerate import Accelerator
     from tqdm import tqdm
 
     from speakerlm.datasets import load_dataset
 
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    # some parameters sit out whole batches (the registration slots in a No-Regist batch), so DDP must
+    # not wait for their gradients
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(),
+                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed + accelerator.process_index)
@@ -279,8 +285,13 @@ def train(cfg: TrainConfig, data: Path, out: Path, dev: Optional[Path] = None, i
         model = SpeakerLM(cfg.model)
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str) + "\n")
 
-    clips = load_dataset(data)[:limit]
-    inputs = prepare_inputs(model, clips, out.parent / "features" / data.name, progress=accelerator.is_main_process)
+    inputs = []
+    with accelerator.main_process_first():  # the main process fills the feature cache, the others read it
+        for path in [data] if isinstance(data, Path) else data:
+            clips = load_dataset(path)[:limit]
+            inputs += prepare_inputs(model, clips, out.parent / "features" / path.name,
+                                     progress=accelerator.is_main_process)
+    inputs = distractor_pool(inputs)  # distractors from every dataset's speakers
     dev_inputs = prepare_inputs(model, load_dataset(dev)[: cfg.eval_clips], out.parent / "features" / dev.name,
                                 progress=False) if dev else []
 
@@ -308,8 +319,9 @@ def train(cfg: TrainConfig, data: Path, out: Path, dev: Optional[Path] = None, i
         total = 0.0
         for _ in range(cfg.accumulation):
             mode, n_ov = registration_mode(cfg, rng)  # one registration mode per batch (paper §3.2)
-            batch = [make_example(inputs[i], mode, rng, n_ov) for i in next(stream)]
-            drawn += 1
+            shares = [next(stream) for _ in range(accelerator.num_processes)]  # same stream on every process…
+            drawn += accelerator.num_processes
+            batch = [make_example(inputs[i], mode, rng, n_ov) for i in shares[accelerator.process_index]]  # …own share
             _, loss = model(batch)
             accelerator.backward(loss / cfg.accumulation)
             total += loss.item() / cfg.accumulation
@@ -321,7 +333,8 @@ def train(cfg: TrainConfig, data: Path, out: Path, dev: Optional[Path] = None, i
         bar.set_postfix(loss=f"{total:.3f}")
         if accelerator.is_main_process:
             log.write(json.dumps({"step": step, "loss": round(total, 5), "lr": learning_rate(cfg, step - 1),
-                                  "seconds": round(time.perf_counter() - started, 3)}) + "\n")
+                                  "seconds": round(time.perf_counter() - started, 3),
+                                  "processes": accelerator.num_processes}) + "\n")
             log.flush()
             if step % cfg.save_every == 0 or step == last:
                 save_checkpoint(out, accelerator.unwrap_model(model), optimizer, step, rng, drawn)
@@ -345,7 +358,7 @@ def _with_config(model: SpeakerLM, config: SpeakerLMConfig) -> SpeakerLM:
 
 def add_train_parser(subparsers) -> None:
     p = subparsers.add_parser("train", help="train SpeakerLM on a dataset (one curriculum stage per run)")
-    p.add_argument("--data", type=Path, required=True, help="training data (any format `evaluate` reads)")
+    p.add_argument("--data", type=Path, nargs="+", required=True, help="training data (any format `evaluate` reads); several folders are pooled")
     p.add_argument("--dev", type=Path, help="dev data for periodic evaluation")
     p.add_argument("--out", type=Path, required=True, help="run directory (resumes if it holds a checkpoint)")
     p.add_argument("--stage", type=int, default=2, choices=sorted(STAGES))
@@ -353,6 +366,7 @@ def add_train_parser(subparsers) -> None:
     p.add_argument("--backbone", default="whisper", choices=("whisper", "decoder"))
     p.add_argument("--speaker-encoder", default="campp", choices=("campp", "ge2e"))
     p.add_argument("--no-frame-speaker-stream", action="store_true")
+    p.add_argument("--no-slot-presence", action="store_true", help="pointer without the enrolled-voice presence bias")
     p.add_argument("--lora-rank", type=int, default=0)
     p.add_argument("--train-llm", action="store_true", help="also train the LLM in this stage")
     p.add_argument("--steps", type=int, default=600)
@@ -371,6 +385,7 @@ def add_train_parser(subparsers) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     base = TrainConfig(model=SpeakerLMConfig(backbone=args.backbone, speaker_encoder=args.speaker_encoder,
                                              frame_speaker_stream=not args.no_frame_speaker_stream,
+                                             slot_presence=not args.no_slot_presence,
                                              lora_rank=args.lora_rank))
     model_overrides = {"train_llm": True} if args.train_llm else {}
     cfg = stage_config(base, args.stage, model=model_overrides, steps=args.steps, lr_peak=args.lr,

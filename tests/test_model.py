@@ -131,3 +131,13 @@ def test_lora_trains_adapters_and_projectors_only(tiny_qwen):
 def test_loop_guard():
     assert _looping([5, 7, 7, 7, 7, 7], limit=4) and _looping([1, 2] * 5, limit=4)
     assert not _looping([1, 2, 3, 4, 5, 6, 7, 8], limit=4)
+
+
+def test_presence_bias_favours_voices_heard_in_the_audio(trained_whisper):
+    model, batch, _ = trained_whisper
+    over = batch[1]  # slots Cat (absent), Ben, Ann
+    with torch.no_grad():
+        bias = model._presence(over)
+    assert bias.shape == (3,) and bias[1] > bias[0] and bias[2] > bias[0]
+    no_stream = Example(over.audio, None, over.slots, over.turns)
+    assert model._presence(no_stream) is None

@@ -73,3 +73,21 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(corpus, tmp_path)
 
     a, b = load_file(str(straight / "trained.safetensors")), load_file(str(resumed / "trained.safetensors"))
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_two_processes_train_data_parallel(corpus, tmp_path):
+    """The same script under torchrun: two CPU processes (gloo) share each step's batches."""
+    import subprocess
+    import sys
+
+    run = tmp_path / "ddp" / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "speakerlm", "train", "--data", str(corpus.root), "--out", str(run), "--steps", "2",
+           "--warmup", "1", "--token-budget", "400", "--eval-every", "0", "--save-every", "1", "--train-llm"]
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]  # one log, written by the main process only
+    assert all(r["processes"] == 2 for r in rows)
+    assert (run / "checkpoint" / "trained.safetensors").exists()
