@@ -40,6 +40,7 @@ class CascadeConfig:
     max_speakers: int = 8  # default upper bound on the estimated speaker count
     match_threshold: float = 0.45  # cosine(cluster centroid, voiceprint) needed to give a cluster a name
     turn_gap_s: float = 2.0  # a longer pause starts a new turn even for the same speaker
+    max_cluster_windows: int = 2000  # cluster at most this many embedding windows (subsampled evenly)
 
 
 # ---------------------------------------------------------------- clustering (pure functions)
@@ -164,15 +165,16 @@ def words_to_turns(words: list[Word], speakers: list[str], gap_s: float) -> list
     return turns
 
 
-class Cascade(Engine):
-    """VAD → CAM++/GE2E windows → spectral clustering → Whisper words → turns (→ enrolled names)."""
+class Diarizer:
+    """Who spoke when, without names: VAD regions → CAM++/GE2E windows → clustering → per-frame labels
+    and one centroid per speaker. Used by the cascade, and by the SpeakerLM engine to discover the
+    unenrolled speakers of a whole recording before its windows are transcribed."""
 
-    def __init__(self, options: TranscribeOptions, config: CascadeConfig = CascadeConfig()):
+    def __init__(self, options: TranscribeOptions, config: CascadeConfig = CascadeConfig(), encoder=None):
         from speakerlm.speaker_encoder import load_speaker_encoder
 
         self.options, self.config = options, config
-        self.model, self.processor = load_whisper(options.whisper)
-        self.encoder = load_speaker_encoder(options.speaker_encoder)
+        self.encoder = encoder or load_speaker_encoder(options.speaker_encoder)
 
     def diarize(self, wave: np.ndarray, regions: list[Region]) -> tuple[np.ndarray, np.ndarray]:
         """(per-frame labels (n_frames,), cluster centroids (K, D))."""
@@ -189,19 +191,35 @@ class Cascade(Engine):
         embs, times = np.concatenate(embs), np.concatenate(times)
         # shape: embs (N windows, D), times (N, 2)
         max_spk = opt.max_speakers or cfg.max_speakers
+        # an hour gives ~7000 windows: cluster an even subsample so memory and time stay bounded (the
+        # affinity matrix is quadratic, its eigendecomposition cubic), then give every window the
+        # nearest centroid
+        sample = np.linspace(0, len(embs) - 1, min(len(embs), cfg.max_cluster_windows)).round().astype(int)
         if cfg.clustering == "ahc":
-            labels = ahc_clusters(embs, opt.num_speakers, cfg.ahc_threshold)
+            labels = ahc_clusters(embs[sample], opt.num_speakers, cfg.ahc_threshold)
         else:
-            labels = spectral_clusters(embs, opt.num_speakers, opt.min_speakers or 1, max_spk,
+            labels = spectral_clusters(embs[sample], opt.num_speakers, opt.min_speakers or 1, max_spk,
                                        cfg.prune_fraction, cfg.min_pruned)
         if opt.num_speakers is None:
-            labels = merge_similar(embs, labels, cfg.merge_cosine, opt.min_speakers or 1)
-        centroids = np.stack([embs[labels == k].mean(axis=0) for k in range(labels.max() + 1)])
+            labels = merge_similar(embs[sample], labels, cfg.merge_cosine, opt.min_speakers or 1)
+        centroids = np.stack([embs[sample][labels == k].mean(axis=0) for k in range(labels.max() + 1)])
+        if len(sample) < len(embs):
+            unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-9)
+            labels = np.argmax(unit(embs) @ unit(centroids).T, axis=1)
         return frame_labels(times, labels, regions, n_frames), centroids
 
-    def transcribe(self, wave: np.ndarray, enrolled: Enrolled) -> list[Turn]:
+
+class Cascade(Engine):
+    """VAD → CAM++/GE2E windows → spectral clustering → Whisper words → turns (→ enrolled names)."""
+
+    def __init__(self, options: TranscribeOptions, config: CascadeConfig = CascadeConfig()):
+        self.options, self.config = options, config
+        self.model, self.processor = load_whisper(options.whisper)
+        self.diarizer = Diarizer(options, config)
+
+    def transcribe(self, wave: np.ndarray, enrolled: Enrolled, state=None) -> list[Turn]:
         regions = speech_regions(wave)
-        frames, centroids = self.diarize(wave, regions)
+        frames, centroids = self.diarizer.diarize(wave, regions)
         words: list[Word] = []
         for w in group_regions(regions, ASR_WINDOW_SECONDS):
             piece = wave[int(w.start * SAMPLE_RATE) : int(w.end * SAMPLE_RATE)]

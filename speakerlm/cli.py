@@ -34,7 +34,11 @@ def cmd_transcribe(args: argparse.Namespace) -> None:
     options = TranscribeOptions(engine=args.engine, whisper=args.whisper, language=args.language,
                                 num_beams=args.beams, speaker_encoder=args.speaker_encoder,
                                 num_speakers=args.num_speakers, min_speakers=args.min_speakers,
-                                max_speakers=args.max_speakers, model=args.model)
+                                max_speakers=args.max_speakers, model=args.model,
+                                discover_speakers=not args.no_speaker_discovery, naming=args.naming,
+                                retrieval_k=args.retrieval_k, progress=True)
+    if args.retrieval_k < 1:
+        raise UserError(f"--retrieval-k {args.retrieval_k}: give at least 1")
     formats = FORMATS if args.format == "all" else (args.format,)
     if args.output_dir is None and len(formats) > 1:
         raise UserError("--format all writes several files; add --output-dir DIR")
@@ -47,7 +51,8 @@ def cmd_transcribe(args: argparse.Namespace) -> None:
         stored = load_store(args.speaker_encoder, args.speakers_dir)
     transcriber = Transcriber(options)
     for audio in args.files:
-        transcript = transcriber.transcribe(audio, speakers=speakers, voiceprints=stored)
+        state = _state_file(audio, options, speakers, stored)  # finished windows: a rerun resumes there
+        transcript = transcriber.transcribe(audio, speakers=speakers, voiceprints=stored, state=state)
         if args.timeline:
             from speakerlm.simulate import plot_timeline
 
@@ -63,6 +68,26 @@ def cmd_transcribe(args: argparse.Namespace) -> None:
             else:
                 write_text_atomic(path, text)
                 print(f"wrote {path}", file=sys.stderr)
+        if state is not None:
+            state.unlink(missing_ok=True)  # outputs are written: nothing left to resume
+
+
+def _state_file(audio: str, options, speakers: dict, stored: dict) -> Path | None:
+    """Where the SpeakerLM engine records finished windows of this exact job (same file, same options,
+    same enrolled voices), in the cache; None for engines that do not work window by window."""
+    import hashlib
+    import os
+
+    from speakerlm.cache import cache_dir
+
+    if options.engine != "speakerlm" or not Path(audio).is_file():
+        return None
+    stat = os.stat(audio)
+    key = repr((str(Path(audio).resolve()), stat.st_size, stat.st_mtime_ns, options, sorted(speakers.items()),
+                sorted((n, v.tobytes().hex()[:64]) for n, v in stored.items())))
+    folder = cache_dir() / "partial"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.jsonl"
 
 
 def cmd_prepare(args: argparse.Namespace) -> None:
@@ -102,6 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="speakerlm: the end-to-end model; cascade: VAD → speaker clustering → Whisper "
                         "(default); plain: Whisper only, one speaker")
     t.add_argument("--model", help="SpeakerLM checkpoint directory (default: the bundled one)")
+    t.add_argument("--no-speaker-discovery", action="store_true",
+                   help="speakerlm: let the model alone label unenrolled voices (no clustering pass first)")
+    t.add_argument("--naming", default="pointer", choices=("pointer", "posthoc"),
+                   help="speakerlm: names from registration in the prompt (default), or given afterwards by "
+                        "voiceprint similarity (the baseline)")
+    t.add_argument("--retrieval-k", type=int, default=8,
+                   help="speakerlm: at most this many enrolled voices in each window's prompt (default 8)")
     t.add_argument("--num-speakers", type=int, help="the number of speakers, when known")
     t.add_argument("--min-speakers", type=int, help="at least this many speakers")
     t.add_argument("--max-speakers", type=int, help="at most this many speakers")

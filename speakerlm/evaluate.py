@@ -43,7 +43,7 @@ from speakerlm.audio import duration
 from speakerlm.datasets import FORMATS, SPEAKER_SCOPES, AudioSpan, EvalClip, load_dataset
 from speakerlm.errors import UserError
 from speakerlm.metrics import ClipScores, ErrorCounts, aggregate, score_clip
-from speakerlm.transcribe import ENGINES, Enrolled, Transcriber, TranscribeOptions, enroll_voiceprint
+from speakerlm.transcribe import ENGINES, VARIANTS, Enrolled, Transcriber, TranscribeOptions, enroll_voiceprint
 from speakerlm.turns import Turn, check_speaker_name
 
 MODES = ("no", "match", "over")
@@ -102,8 +102,10 @@ class System:
 def as_system(spec: Union[str, System], base: TranscribeOptions = TranscribeOptions()) -> System:
     if isinstance(spec, System):
         return spec
+    if spec in VARIANTS:
+        return System(spec, replace(base, **VARIANTS[spec]))
     if spec not in ENGINES:
-        raise UserError(f"unknown system {spec!r}; choose from {', '.join(sorted(ENGINES))}")
+        raise UserError(f"unknown system {spec!r}; choose from {', '.join(sorted({*ENGINES, *VARIANTS}))}")
     return System(spec, replace(base, engine=spec))
 
 

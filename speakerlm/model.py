@@ -398,9 +398,12 @@ class SpeakerLM(nn.Module):
 
     # ------------------------------------------------------------ inference
     @torch.inference_mode()
-    def generate(self, ex: Example, max_new_tokens: int = 400, repeat_limit: int = 4) -> list[Turn]:
-        """Greedy decoding with a KV cache. At each turn marker the pointer picks the speaker; the
-        guard stops an n-gram loop ("real real real…") and the length is capped by the caller."""
+    def generate(self, ex: Example, max_new_tokens: int = 400, repeat_limit: int = 4, num_beams: int = 1) -> list[Turn]:
+        """Greedy (num_beams=1) or beam-search decoding with a KV cache. At each turn marker the pointer
+        picks the speaker; the guard stops an n-gram loop ("real real real…"); the caller caps the
+        length by the audio duration."""
+        if num_beams > 1:
+            return self._beam_search(ex, max_new_tokens, repeat_limit, num_beams)
         from transformers import DynamicCache
 
         names = [n for n, _ in ex.slots]
@@ -436,6 +439,68 @@ class SpeakerLM(nn.Module):
             if _looping(turns[-1][1], repeat_limit):
                 break
             hidden, cache = self._step(self.backbone.embed_tokens(torch.tensor([token])), memory, cache)
+        out = [Turn(label, self.backbone.decode_tokens(ids).strip()) for label, ids in turns]
+        return [t for t in out if t.text]
+
+    def _beam_search(self, ex: Example, max_new_tokens: int, repeat_limit: int, num_beams: int) -> list[Turn]:
+        """Beam search over words; the speaker at each turn marker stays the pointer's argmax. Beams
+        advance in lockstep, one input each per step (a word, the turn marker, or the chosen speaker),
+        so they share one batched KV cache that is reordered as beams are kept."""
+        from transformers import DynamicCache
+
+        names = [n for n, _ in ex.slots]
+        slot_embs = [self.speaker_projector(e) for _, e in ex.slots]
+        presence = self._presence(ex)
+        prompt, memory = self.backbone.prompt(self._memory(ex), slot_embs, names)
+        memory = None if memory is None else memory[None]
+        cache = DynamicCache()
+        hidden, cache = self.backbone.run(prompt[None], torch.ones(1, len(prompt), dtype=torch.long), memory, None, cache)
+        last = hidden[:, -1]
+        # a beam: (log-prob, turns [(label, token ids)], anonymous speakers used, waits for the pointer)
+        beams: list[tuple[float, list, int, bool]] = [(0.0, [], 0, False)]
+        finished: list[tuple[float, list]] = []
+        limit = min(max_new_tokens, getattr(self.backbone, "max_positions", 1 << 30) - len(prompt) - 2)
+        for _ in range(limit):
+            logprobs = self._logits(last).float()
+            logprobs[:, list(self.backbone.suppressed)] = float("-inf")
+            logprobs = logprobs.log_softmax(-1)
+            candidates = []  # (score, parent beam, new beam, next input embedding)
+            for b, (score, turns, n_anon, at_marker) in enumerate(beams):
+                if at_marker:
+                    cls = int(self._pointer_logits(last[b : b + 1], slot_embs, n_anon, presence)[0].argmax())
+                    label = names[cls] if cls < len(names) else ANONYMOUS.format(cls - len(names))
+                    n_anon = n_anon if cls < len(names) else max(n_anon, cls - len(names) + 1)
+                    candidates.append((score, b, (score, turns + [(label, [])], n_anon, False),
+                                       self._speaker_input(cls, slot_embs)))
+                    continue
+                top = logprobs[b].topk(num_beams)
+                for lp, token in zip(top.values.tolist(), top.indices.tolist()):
+                    if token == self.backbone.eos_id:
+                        finished.append((score + lp, turns))
+                    elif token == self.backbone.turn_id or not turns:  # text before any marker opens a turn too
+                        candidates.append((score + lp, b, (score + lp, turns, n_anon, True), self.turn_embedding))
+                    else:
+                        ids = turns[-1][1] + [token]
+                        grown = turns[:-1] + [(turns[-1][0], ids)]
+                        if _looping(ids, repeat_limit):
+                            finished.append((score + lp, grown))
+                        else:
+                            candidates.append((score + lp, b, (score + lp, grown, n_anon, False),
+                                               self.backbone.embed_tokens(torch.tensor([token]))[0]))
+            candidates.sort(key=lambda c: -c[0])
+            candidates = candidates[:num_beams]
+            if not candidates or len(finished) >= num_beams:  # as HF's early_stopping=True
+                break
+            cache.reorder_cache(torch.tensor([c[1] for c in candidates]))
+            beams = [c[2] for c in candidates]
+            embeds = torch.stack([c[3] for c in candidates])[:, None]
+            past = cache.get_seq_length()
+            mem = None if memory is None else memory.expand(len(beams), -1, -1)
+            hidden, cache = self.backbone.run(embeds, torch.ones(len(beams), past + 1, dtype=torch.long), mem, None, cache)
+            last = hidden[:, -1]
+        pool = finished or [(score, turns) for score, turns, _, _ in beams]
+        length = lambda turns: max(1, sum(len(ids) + 2 for _, ids in turns))
+        _, turns = max(pool, key=lambda f: f[0] / length(f[1]))  # length-normalised, as HF's default
         out = [Turn(label, self.backbone.decode_tokens(ids).strip()) for label, ids in turns]
         return [t for t in out if t.text]
 

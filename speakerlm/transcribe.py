@@ -8,6 +8,9 @@ Python API and the evaluator do not care which one runs:
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
@@ -35,6 +38,10 @@ class TranscribeOptions:
     min_speakers: Optional[int] = None  # lower bound for the estimated count
     max_speakers: Optional[int] = None  # upper bound for the estimated count
     model: Optional[str] = None  # SpeakerLM checkpoint directory (engine "speakerlm"); None = bundled
+    discover_speakers: bool = True  # speakerlm: cluster the recording first, register unenrolled voices
+    naming: str = "pointer"  # speakerlm: "pointer" (registration in the prompt) or "posthoc" (baseline)
+    retrieval_k: int = 8  # speakerlm: at most this many registered voices in a window's prompt
+    progress: bool = False  # progress bar over a recording's windows
 
 
 @dataclass
@@ -46,8 +53,9 @@ class Enrolled:
 
 class Engine(ABC):
     @abstractmethod
-    def transcribe(self, wave: np.ndarray, enrolled: Enrolled) -> list[Turn]:
-        """A SAMPLE_RATE mono wave → chronological turns."""
+    def transcribe(self, wave: np.ndarray, enrolled: Enrolled, state: Optional[Pathlike] = None) -> list[Turn]:
+        """A SAMPLE_RATE mono wave → chronological turns. `state`: a file where an engine that works
+        window by window records finished windows, so an interrupted run resumes (SpeakerLM engine)."""
 
 
 class PlainWhisper(Engine):
@@ -58,7 +66,7 @@ class PlainWhisper(Engine):
         self.options = options
         self.model, self.processor = load_whisper(options.whisper)
 
-    def transcribe(self, wave: np.ndarray, enrolled: Enrolled) -> list[Turn]:
+    def transcribe(self, wave: np.ndarray, enrolled: Enrolled, state: Optional[Pathlike] = None) -> list[Turn]:
         from speakerlm.vad import group_regions, speech_regions
 
         turns = []
@@ -71,64 +79,109 @@ class PlainWhisper(Engine):
 
 
 class SpeakerLMEngine(Engine):
-    """The end-to-end model, one pass per window cut at pauses (long recordings).
+    """The end-to-end model over a recording of any length, one pass per window cut at pauses.
 
-    Window k is transcribed with the enrolled speakers *plus* the anonymous speakers found in windows
-    before it, registered under their `spk j` labels with voiceprints taken from the audio attributed
-    to them, so anonymous labels stay consistent across an hour (design.md, Long recordings).
+    1. Speaker discovery (`discover_speakers`): the recording's voices are clustered once
+       (`cascade.Diarizer`); clusters that match an enrolled voiceprint take its name, the others are
+       registered as anonymous voices `spk k` with their centroid as voiceprint. So every window is
+       transcribed in the model's registration mode, with recording-wide labels: consistent over an
+       hour, and the speaker-count hints (--num-speakers …) apply.
+    2. Each window gets at most `retrieval_k` registered voices: those whose voiceprint best matches
+       the window's frame speaker stream, so thousands of enrolled people keep the prompt short.
+    3. A voice the model hears but nobody registered gets a window-local `spk j` from the model; it
+       becomes a new recording-wide label, registered for later windows with a voiceprint from the
+       audio given to it (design.md, Long recordings).
+    4. `naming="posthoc"` is the baseline the pointer must beat: the model transcribes without any
+       registration, and its anonymous speakers are named afterwards by voiceprint similarity
+       (Hungarian assignment with a rejection threshold, as the cascade does).
     The model writes no times (as the paper's); each turn gets an approximate span by laying the
     window's turns, in proportion to their length in characters, over its detected speech.
+    An interrupted run resumes from its last finished window (`state`, one JSON line per window).
     """
 
-    # the bundled model was trained on 10–20 s clips; on whole 40–50 s dev clips an earlier checkpoint
+    # the bundled model was trained on 10–25 s clips; on whole 40–50 s dev clips an earlier checkpoint
     # (step 200) reached only WER 92 %, so windows stay near the training length
     WINDOW_SECONDS = 20.0
 
     def __init__(self, options: TranscribeOptions):
+        from speakerlm.cascade import Diarizer
         from speakerlm.model import SpeakerLM
         from speakerlm.speaker_encoder import load_speaker_encoder
 
-        self.options = options
+        if options.naming not in ("pointer", "posthoc"):
+            raise UserError(f"unknown naming {options.naming!r}; choose pointer or posthoc")
         path = options.model or bundled_model()
         if path is None:
             raise UserError("no SpeakerLM checkpoint: pass --model DIR, or use --engine cascade")
         self.model = SpeakerLM.load(path)
         if self.model.config.speaker_encoder != options.speaker_encoder:
-            self.options = options = replace(options, speaker_encoder=self.model.config.speaker_encoder)
+            options = replace(options, speaker_encoder=self.model.config.speaker_encoder)
+        self.options = options
         self.encoder = load_speaker_encoder(self.model.config.speaker_encoder)
+        self.diarizer = Diarizer(options, encoder=self.encoder)
 
-    def transcribe(self, wave: np.ndarray, enrolled: Enrolled) -> list[Turn]:
+    def transcribe(self, wave: np.ndarray, enrolled: Enrolled, state: Optional[Pathlike] = None) -> list[Turn]:
+        from tqdm import tqdm
+
+        from speakerlm.cascade import match_names
         from speakerlm.labels import is_anonymous
         from speakerlm.vad import Region, group_regions, speech_regions
 
-        # earlier windows' anonymous speakers are registered as "~spk j", a name the model cannot
-        # confuse with the window-local "spk k" labels it writes for speakers it has not heard yet
-        known = dict(enrolled.voiceprints)
-        turns: list[Turn] = []
-        n_anon = 0
+        opt = self.options
         regions = speech_regions(wave)
-        for window in group_regions(regions, self.WINDOW_SECONDS):
-            piece = wave[int(window.start * SAMPLE_RATE) : int(window.end * SAMPLE_RATE)]
-            found = self.transcribe_window(piece, known)
-            inside = [Region(max(r.start, window.start), min(r.end, window.end)) for r in regions
-                      if r.end > window.start and r.start < window.end] or [window]
-            new: dict[str, str] = {}  # window-local anonymous label → recording-wide label
-            for t in found:
-                if is_anonymous(t.speaker):
-                    new.setdefault(t.speaker, ANONYMOUS.format(n_anon + len(new)))
-            timed = [Turn(new.get(t.speaker, t.speaker.lstrip("~")), t.text, t.start, t.end)
-                     for t in _spread_over_speech(found, inside)]
-            for label in new.values():
-                spans = [wave[int(t.start * SAMPLE_RATE) : int(t.end * SAMPLE_RATE)] for t in timed if t.speaker == label]
-                speech = np.concatenate(spans) if spans else np.zeros(0, np.float32)
-                if speech.size >= SAMPLE_RATE:  # enough audio to recognise them in later windows
-                    known["~" + label] = self.encoder.embed(speech)
-            n_anon += len(new)
+        # registered voices by prompt name; recording-wide anonymous voices are "~spk k", a name the
+        # model cannot confuse with the window-local "spk j" labels it writes for unregistered voices
+        voices = dict(enrolled.voiceprints) if opt.naming == "pointer" else {}
+        if opt.discover_speakers:
+            self.diarizer.options = opt  # the evaluator may set an oracle speaker count per clip
+            _, centroids = self.diarizer.diarize(wave, regions)
+            named = match_names(centroids, voices, self.diarizer.config.match_threshold)
+            for k, c in enumerate(centroids):
+                if k not in named:
+                    voices[f"~{ANONYMOUS.format(k)}"] = c / np.linalg.norm(c)
+        n_anon = len(centroids) if opt.discover_speakers else 0
+        windows = group_regions(regions, self.WINDOW_SECONDS)
+        done = _read_state(state, len(windows))
+        if done:
+            print(f"resuming: {len(done)} of {len(windows)} windows already transcribed", file=sys.stderr)
+        turns: list[Turn] = []
+        log = open(state, "a") if state is not None else None
+        for i, window in enumerate(tqdm(windows, desc="windows", unit="window", disable=not opt.progress)):
+            if i < len(done):  # finished before an interruption
+                timed, new_voices = done[i]
+            else:
+                piece = wave[int(window.start * SAMPLE_RATE) : int(window.end * SAMPLE_RATE)]
+                found = self.transcribe_window(piece, voices)
+                inside = [Region(max(r.start, window.start), min(r.end, window.end)) for r in regions
+                          if r.end > window.start and r.start < window.end] or [window]
+                new: dict[str, str] = {}  # window-local anonymous label → recording-wide label
+                for t in found:
+                    if is_anonymous(t.speaker):
+                        new.setdefault(t.speaker, ANONYMOUS.format(n_anon + len(new)))
+                timed = [Turn(new.get(t.speaker, t.speaker.lstrip("~")), t.text, t.start, t.end)
+                         for t in _spread_over_speech(found, inside)]
+                new_voices = {}
+                for label in new.values():
+                    spans = [wave[int(t.start * SAMPLE_RATE) : int(t.end * SAMPLE_RATE)] for t in timed if t.speaker == label]
+                    speech = np.concatenate(spans) if spans else np.zeros(0, np.float32)
+                    if speech.size >= SAMPLE_RATE:  # enough audio to recognise them in later windows
+                        new_voices["~" + label] = self.encoder.embed(speech)
+                if log is not None:
+                    log.write(json.dumps({"window": i, "turns": [t.to_dict() for t in timed],
+                                          "voices": {k: v.tolist() for k, v in new_voices.items()}}) + "\n")
+                    log.flush()
+                    os.fsync(log.fileno())
+            n_anon += sum(1 for t in {t.speaker for t in timed} if is_anonymous(t) and int(t.split()[1]) >= n_anon)
+            voices.update(new_voices)
             turns += timed
-        return turns
+        if log is not None:
+            log.close()
+        if opt.naming == "posthoc":
+            turns = _name_after(turns, wave, enrolled, self.encoder, self.diarizer.config.match_threshold)
+        return _renumber_anonymous(turns)
 
     def transcribe_window(self, piece: np.ndarray, voiceprints: dict[str, np.ndarray]) -> list[Turn]:
-        """One window (≤ WINDOW_SECONDS) with the given registered speakers → untimed turns."""
+        """One window (≤ WINDOW_SECONDS) with the registered voices that best match it → untimed turns."""
         import torch
 
         from speakerlm.features import frame_speaker_stream, log_mel_windows, n_frames
@@ -138,9 +191,71 @@ class SpeakerLMEngine(Engine):
         frames = n_frames(piece)
         with torch.inference_mode():
             audio = self.model.encode_audio(log_mel_windows(processor, piece), frames)
-        slots = [(name, torch.from_numpy(np.asarray(v, np.float32))) for name, v in voiceprints.items()]
-        ex = Example(audio, frame_speaker_stream(self.encoder, piece, frames), slots)
-        return self.model.generate(ex, max_new_tokens=int(40 + 8 * duration(piece)))
+        stream = frame_speaker_stream(self.encoder, piece, frames)
+        names = retrieve(voiceprints, stream.numpy(), self.options.retrieval_k)
+        slots = [(name, torch.from_numpy(np.asarray(voiceprints[name], np.float32))) for name in names]
+        ex = Example(audio, stream, slots)
+        return self.model.generate(ex, max_new_tokens=int(40 + 8 * duration(piece)), num_beams=self.options.num_beams)
+
+
+def retrieve(voiceprints: dict[str, np.ndarray], stream: np.ndarray, k: int) -> list[str]:
+    """The ≤ k registered names whose voiceprint best matches some moment of the window's speaker
+    stream (max cosine), in registration order: the prompt stays short however many are enrolled."""
+    if len(voiceprints) <= k:
+        return list(voiceprints)
+    names = list(voiceprints)
+    prints = np.stack([voiceprints[n] for n in names]).astype(np.float32)
+    prints /= np.linalg.norm(prints, axis=1, keepdims=True).clip(1e-9)
+    frames = stream / np.linalg.norm(stream, axis=1, keepdims=True).clip(1e-9)
+    best = (prints @ frames.T).max(axis=1)
+    keep = set(np.argsort(-best, kind="stable")[:k].tolist())
+    return [n for i, n in enumerate(names) if i in keep]
+
+
+def _read_state(state: Optional[Pathlike], n_windows: int) -> list[tuple[list[Turn], dict[str, np.ndarray]]]:
+    """Finished windows from an interrupted run's state file (a torn last line is dropped)."""
+    from pathlib import Path
+
+    if state is None or not Path(state).exists():
+        return []
+    done = []
+    for line in Path(state).read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            break
+        if row.get("window") != len(done) or len(done) >= n_windows:
+            break
+        done.append(([Turn.from_dict(t) for t in row["turns"]], {k: np.asarray(v, np.float32) for k, v in row["voices"].items()}))
+    Path(state).write_text("".join(json.dumps({"window": i, "turns": [t.to_dict() for t in turns],
+                                               "voices": {k: v.tolist() for k, v in voices.items()}}) + "\n"
+                                   for i, (turns, voices) in enumerate(done)))  # drop anything after
+    return done
+
+
+def _name_after(turns: list[Turn], wave: np.ndarray, enrolled: Enrolled, encoder, threshold: float) -> list[Turn]:
+    """Post-hoc naming: each anonymous speaker's voiceprint (from the audio of its turns) is matched to
+    the enrolled voiceprints by Hungarian assignment; matches below `threshold` stay anonymous."""
+    from speakerlm.cascade import match_names
+
+    labels = list(dict.fromkeys(t.speaker for t in turns))
+    prints = []
+    for label in labels:
+        spans = [wave[int(t.start * SAMPLE_RATE) : int(t.end * SAMPLE_RATE)] for t in turns if t.speaker == label]
+        speech = np.concatenate(spans) if spans else np.zeros(SAMPLE_RATE, np.float32)
+        prints.append(encoder.embed(speech if speech.size >= SAMPLE_RATE // 2 else np.pad(speech, (0, SAMPLE_RATE))))
+    named = match_names(np.stack(prints), enrolled.voiceprints, threshold) if labels else {}
+    rename = {label: named.get(i, label) for i, label in enumerate(labels)}
+    return [Turn(rename[t.speaker], t.text, t.start, t.end) for t in turns]
+
+
+def _renumber_anonymous(turns: list[Turn]) -> list[Turn]:
+    """Anonymous labels renumbered spk 0, spk 1, … by first appearance in the whole recording."""
+    from speakerlm.labels import is_anonymous
+
+    order = list(dict.fromkeys(t.speaker for t in turns if is_anonymous(t.speaker)))
+    rename = {label: ANONYMOUS.format(i) for i, label in enumerate(order)}
+    return [Turn(rename.get(t.speaker, t.speaker), t.text, t.start, t.end) for t in turns]
 
 
 def _spread_over_speech(turns: list[Turn], regions) -> list[Turn]:
@@ -177,6 +292,11 @@ def _cascade(options: TranscribeOptions) -> Engine:
 
 
 ENGINES = {"plain": PlainWhisper, "cascade": _cascade, "speakerlm": SpeakerLMEngine}
+# variants of the SpeakerLM engine the evaluator can name as systems (ablations and baselines)
+VARIANTS = {
+    "speakerlm-native": dict(engine="speakerlm", discover_speakers=False),  # the model alone labels unknown voices
+    "speakerlm-posthoc": dict(engine="speakerlm", discover_speakers=False, naming="posthoc"),  # naming baseline
+}
 
 
 def mean_voiceprint(waves: list[np.ndarray], encoder_name: str = "campp") -> np.ndarray:
@@ -219,14 +339,15 @@ class Transcriber:
         return self._engine
 
     def transcribe(self, audio: Union[Pathlike, np.ndarray], speakers: Optional[dict[str, list[Pathlike]]] = None,
-                   voiceprints: Optional[dict[str, np.ndarray]] = None) -> Transcript:
-        """`speakers`: name → enrolment audio files; `voiceprints`: name → stored voiceprint."""
+                   voiceprints: Optional[dict[str, np.ndarray]] = None, state: Optional[Pathlike] = None) -> Transcript:
+        """`speakers`: name → enrolment audio files; `voiceprints`: name → stored voiceprint; `state`:
+        a file recording finished windows, so that calling again after an interruption resumes."""
         started = time.perf_counter()
         wave = load_audio(audio) if not isinstance(audio, np.ndarray) else audio
         enrolled = Enrolled({**(voiceprints or {}),
                              **{name: enroll_voiceprint(paths, self.options.speaker_encoder)
                                 for name, paths in (speakers or {}).items()}})
-        turns = self.engine.transcribe(wave, enrolled)
+        turns = self.engine.transcribe(wave, enrolled, state)
         elapsed = time.perf_counter() - started
         meta = {"engine": self.options.engine, "whisper": self.options.whisper,
                 "enrolled": sorted(enrolled.voiceprints), "seconds": round(elapsed, 3),

@@ -141,3 +141,11 @@ def test_presence_bias_favours_voices_heard_in_the_audio(trained_whisper):
     assert bias.shape == (3,) and bias[1] > bias[0] and bias[2] > bias[0]
     no_stream = Example(over.audio, None, over.slots, over.turns)
     assert model._presence(no_stream) is None
+
+
+def test_beam_search_reproduces_the_overfit_transcripts(trained_whisper):
+    model, batch, _ = trained_whisper
+    for ex in batch:
+        beam = model.generate(ex, num_beams=3)
+        assert beam == model.generate(ex)  # an overfit model is sure of its words: beams agree with greedy
+        assert beam == model.generate(ex, num_beams=3)  # deterministic

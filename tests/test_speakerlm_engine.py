@@ -3,7 +3,7 @@
 import pytest
 
 from speakerlm.audio import load_audio
-from speakerlm.transcribe import Enrolled, SpeakerLMEngine, TranscribeOptions, bundled_model, enroll_voiceprint
+from speakerlm.transcribe import Enrolled, SpeakerLMEngine, TranscribeOptions, bundled_model, enroll_voiceprint, retrieve
 from tests.conftest import REPO
 
 EX = REPO / "examples"
@@ -47,3 +47,57 @@ def test_no_regist_gives_anonymous_labels(engine):
     turns = engine.transcribe(load_audio(EX / "meeting.wav"), Enrolled())
     assert turns and all(t.speaker.startswith("spk ") for t in turns)
     assert "budget" in " ".join(t.text for t in turns).lower() or "morning" in turns[0].text.lower()
+
+
+def test_partial_roster_names_the_enrolled_and_numbers_the_rest(engine, prints):
+    turns = engine.transcribe(load_audio(EX / "meeting.wav"), Enrolled({"Alice": prints["Alice"]}))
+    first = _first_words(turns)
+    assert first["good"] == first["agreed"] == "Alice", turns
+    assert first["then"] == "spk 0" and {t.speaker for t in turns} == {"Alice", "spk 0"}, turns
+
+
+def test_distractors_are_filtered_and_never_named(engine, prints, tts):
+    # 6 enrolled TTS voices that never speak, with room for only 3 voices per window
+    voices = [(v, k) for v in ("awb", "kal", "kal16") for k in ("glue", "canoe")]  # Alice is slt, Bob rms
+    distractors = {f"D{i}": enroll_voiceprint([tts(v, k)]) for i, (v, k) in enumerate(voices)}
+    names = retrieve({**distractors, **prints}, _stream(engine), k=3)
+    assert {"Alice", "Bob"} <= set(names) and len(names) == 3
+    narrow = SpeakerLMEngine(TranscribeOptions(engine="speakerlm", retrieval_k=3))
+    turns = narrow.transcribe(load_audio(EX / "meeting.wav"), Enrolled({**distractors, **prints}))
+    assert {t.speaker for t in turns} <= {"Alice", "Bob"}, turns
+
+
+def _stream(engine):
+    from speakerlm.features import frame_speaker_stream, n_frames
+
+    wave = load_audio(EX / "meeting.wav")
+    return frame_speaker_stream(engine.encoder, wave, n_frames(wave)).numpy()
+
+
+def test_posthoc_naming_baseline_names_anonymous_speakers(prints):
+    posthoc = SpeakerLMEngine(TranscribeOptions(engine="speakerlm", naming="posthoc", discover_speakers=False))
+    turns = posthoc.transcribe(load_audio(EX / "meeting.wav"), Enrolled(dict(prints)))
+    assert {t.speaker for t in turns} <= {"Alice", "Bob", "spk 0", "spk 1"} and "Alice" in {t.speaker for t in turns}
+
+
+def test_speaker_count_hint_reaches_the_discovery(engine):
+    from dataclasses import replace
+
+    one = SpeakerLMEngine(replace(engine.options, num_speakers=1))
+    assert {t.speaker for t in one.transcribe(load_audio(EX / "meeting.wav"), Enrolled())} == {"spk 0"}
+
+
+def test_interrupted_run_resumes_from_its_last_window(engine, prints, tmp_path, monkeypatch):
+    import numpy as np
+
+    wave = np.concatenate([load_audio(EX / "meeting.wav")] * 2)  # ≈ 43 s: three windows
+    state = tmp_path / "state.jsonl"
+    full = engine.transcribe(wave, Enrolled(dict(prints)), state=state)
+    lines = state.read_text().splitlines()
+    assert len(lines) >= 2
+    state.write_text(lines[0] + "\n" + lines[1][:20])  # killed while writing the second window
+    calls = []
+    real = engine.transcribe_window
+    monkeypatch.setattr(engine, "transcribe_window", lambda *a: calls.append(1) or real(*a))
+    again = engine.transcribe(wave, Enrolled(dict(prints)), state=state)
+    assert again == full and len(calls) == len(lines) - 1
