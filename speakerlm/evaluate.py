@@ -605,6 +605,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     clips = load_dataset(args.data, args.format, audio_dir=args.audio_dir, stm=args.stm, enrolment=args.enrolment,
                          clip_seconds=args.clip_seconds, speaker_scope=args.speaker_ids)
     clips = clips[: args.limit] if args.limit else clips
+    if args.distractor_pool is not None:
+        clips = add_distractor_pool(clips, load_dataset(args.distractor_pool))
     language = args.score_language or ("zh" if (args.language or "").startswith("zh") else "en")
     mode = args.mode if args.mode is not None or args.sweep else "no"
     args.out.mkdir(parents=True, exist_ok=True)
@@ -616,6 +618,17 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     for path in write_reports(runs, args.out, meta, args.sweep or ()):
         print(f"wrote {path}", file=sys.stderr)
     sys.stdout.write(report_markdown(runs, str(args.data), args.sweep or ()))
+
+
+def add_distractor_pool(clips: list[EvalClip], pool: list[EvalClip]) -> list[EvalClip]:
+    """Offer every clip the enrolled speakers of another dataset as extra distractors (e.g. the train
+    split's voices when a test split has too few for an Over-Regist sweep to N_ov = 100)."""
+    extra: dict[str, tuple] = {}
+    for c in pool:
+        for speaker, spans in c.enrolment.items():
+            extra.setdefault(speaker, spans)
+    return [replace(c, distractors={**{s: v for s, v in extra.items() if s not in c.speakers}, **c.distractors})
+            for c in clips]
 
 
 def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
@@ -635,6 +648,8 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
     e.add_argument("--mode", choices=(*MODES, "all"), help="registration: no, match, over or all (default no)")
     e.add_argument("--distractors", type=int, help=f"Over-Regist: N_ov per clip (default: drawn from 1..{OVER_MAX})")
     e.add_argument("--sweep", type=_int_list, help="Over-Regist sweep: N_ov values, e.g. 0,1,10,20,50,100 (0 = Match-Regist)")
+    e.add_argument("--distractor-pool", type=Path, help="another dataset whose enrolled speakers are offered "
+                   "as extra distractors (for N_ov beyond the voices of DATA)")
     e.add_argument("--seed", type=int, default=0, help="seed of the distractor draws (default 0)")
     e.add_argument("--out", type=Path, default=Path("evaluation"), help="output folder (default ./evaluation)")
     e.add_argument("--limit", type=int, help="evaluate only the first N clips (by id)")

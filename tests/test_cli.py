@@ -57,3 +57,26 @@ def test_speaker_name_rules():
     for bad in ("", "a\nb", "x" * 65):
         with pytest.raises(UserError):
             check_speaker_name(bad)
+
+
+def test_speakerlm_engine_options_from_the_command_line(tmp_path):
+    """--engine speakerlm with every model option; the resume state is gone once outputs are written."""
+    from speakerlm.cache import cache_dir
+
+    partial = lambda: set((cache_dir() / "partial").glob("*.jsonl"))
+    before = partial()
+    base = ["transcribe", str(EXAMPLE), "--engine", "speakerlm", "--speaker", f"Alice={REPO}/examples/alice.wav"]
+    for extra in (["--retrieval-k", "1", "--beams", "2"], ["--no-speaker-discovery", "--naming", "posthoc"],
+                  ["--num-speakers", "2", "--format", "rttm", "--output-dir", str(tmp_path)]):
+        proc = run(*base, *extra)
+        assert proc.returncode == 0, proc.stderr
+        out = (tmp_path / "meeting.rttm").read_text() if "rttm" in extra else proc.stdout
+        assert "Alice" in out, (extra, out)
+        assert partial() == before
+    labels = {line.split()[7] for line in (tmp_path / "meeting.rttm").read_text().splitlines()}
+    assert len(labels) == 2 and "Alice" in labels  # two speakers, as told
+
+
+def test_retrieval_k_below_one_is_refused():
+    proc = run("transcribe", str(EXAMPLE), "--engine", "speakerlm", "--retrieval-k", "0")
+    assert proc.returncode == 2 and "--retrieval-k" in proc.stderr

@@ -269,3 +269,15 @@ def test_real_systems_on_one_clip(corpus, tmp_path):
     assert runs["plain"]["per_clip"][0]["enrolled"] and runs["plain"]["aggregate"]["delta_sa"] > 50  # one speaker "spk 0"
     assert runs["cascade"]["aggregate"]["delta_sa"] < 20  # the enrolled names are found
     assert 0 < runs["cascade"]["rtf"] < 5 and runs["plain"]["rss_growth_mb"] > 10
+
+
+def test_distractor_pool_from_another_dataset_extends_over_regist(clips):
+    pool = [EvalClip("p", clips[0].audio, [Turn(f"Pool {i}", "hi", 0, 1)],
+                     {f"Pool {i}": clips[0].enrolment[clips[0].speakers[0]]}) for i in range(120)]
+    extended = ev.add_distractor_pool(clips, pool)
+    for before, after in zip(clips, extended):
+        assert before.distractors.items() <= after.distractors.items()
+        assert len(after.distractors) == len(before.distractors) + 120
+        assert not set(after.distractors) & set(after.speakers)
+        roster = ev.registration(after, ev.Setting("over", 100), seed=0)
+        assert len(roster) == len(after.speakers) + 100
