@@ -90,3 +90,23 @@ def test_enrolled_names_on_the_bundled_example(cascade):
     # a partial roster: only Bob enrolled, Alice becomes spk 0
     enrolled = Enrolled({"Bob": enroll_voiceprint([ex / "bob.wav"])})
     assert [t.speaker for t in cascade.transcribe(load_audio(ex / "meeting.wav"), enrolled)] == ["spk 0", "Bob", "spk 0", "Bob", "spk 0"]
+
+
+def test_long_recordings_cluster_a_subsample_and_label_every_window(cascade, tts):
+    """An hour's ~7000 windows are clustered through an even subsample: labels stay right."""
+    from dataclasses import replace
+
+    from speakerlm.cascade import Diarizer
+    from speakerlm.vad import speech_regions
+
+    gap = np.zeros(8000, np.float32)
+    wave = np.concatenate([load_audio(tts("rms", "chicken")), gap, load_audio(tts("slt", "juice")), gap,
+                           load_audio(tts("rms", "well")), gap, load_audio(tts("slt", "rice"))])
+    regions = speech_regions(wave)
+    full = Diarizer(cascade.options, encoder=cascade.diarizer.encoder)
+    small = Diarizer(cascade.options, replace(full.config, max_cluster_windows=8), encoder=full.encoder)
+    (a, ca), (b, cb) = full.diarize(wave, regions), small.diarize(wave, regions)
+    assert len(ca) == len(cb) == 2
+    speech = a >= 0
+    agree = max(np.mean(a[speech] == b[speech]), np.mean(a[speech] == 1 - b[speech]))
+    assert agree > 0.9, agree
