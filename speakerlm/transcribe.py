@@ -167,8 +167,7 @@ class SpeakerLMEngine(Engine):
                     if speech.size >= SAMPLE_RATE:  # enough audio to recognise them in later windows
                         new_voices["~" + label] = self.encoder.embed(speech)
                 if log is not None:
-                    log.write(json.dumps({"window": i, "turns": [t.to_dict() for t in timed],
-                                          "voices": {k: v.tolist() for k, v in new_voices.items()}}) + "\n")
+                    log.write(_window_record(i, timed, new_voices))
                     log.flush()
                     os.fsync(log.fileno())
             n_anon += sum(1 for t in {t.speaker for t in timed} if is_anonymous(t) and int(t.split()[1]) >= n_anon)
@@ -227,10 +226,13 @@ def _read_state(state: Optional[Pathlike], n_windows: int) -> list[tuple[list[Tu
         if row.get("window") != len(done) or len(done) >= n_windows:
             break
         done.append(([Turn.from_dict(t) for t in row["turns"]], {k: np.asarray(v, np.float32) for k, v in row["voices"].items()}))
-    Path(state).write_text("".join(json.dumps({"window": i, "turns": [t.to_dict() for t in turns],
-                                               "voices": {k: v.tolist() for k, v in voices.items()}}) + "\n"
-                                   for i, (turns, voices) in enumerate(done)))  # drop anything after
+    Path(state).write_text("".join(_window_record(i, *w) for i, w in enumerate(done)))  # drop a torn tail
     return done
+
+
+def _window_record(i: int, turns: list[Turn], voices: dict[str, np.ndarray]) -> str:
+    return json.dumps({"window": i, "turns": [t.to_dict() for t in turns],
+                       "voices": {k: np.asarray(v).tolist() for k, v in voices.items()}}) + "\n"
 
 
 def _name_after(turns: list[Turn], wave: np.ndarray, enrolled: Enrolled, encoder, threshold: float) -> list[Turn]:
