@@ -134,11 +134,11 @@ class SpeakerLMEngine(Engine):
         voices = dict(enrolled.voiceprints) if opt.naming == "pointer" else {}
         if opt.discover_speakers:
             self.diarizer.options = opt  # the evaluator may set an oracle speaker count per clip
-            _, centroids = self.diarizer.diarize(wave, regions)
+            frames, centroids = self.diarizer.diarize(wave, regions)
             named = match_names(centroids, voices, self.diarizer.config.match_threshold)
             for k, c in enumerate(centroids):
                 if k not in named:
-                    voices[f"~{ANONYMOUS.format(k)}"] = c / np.linalg.norm(c)
+                    voices[f"~{ANONYMOUS.format(k)}"] = self._cluster_voiceprint(wave, frames, k, c)
         n_anon = len(centroids) if opt.discover_speakers else 0
         windows = group_regions(regions, self.WINDOW_SECONDS)
         done = _read_state(state, len(windows))
@@ -178,6 +178,25 @@ class SpeakerLMEngine(Engine):
         if opt.naming == "posthoc":
             turns = _name_after(turns, wave, enrolled, self.encoder, self.diarizer.config.match_threshold)
         return _renumber_anonymous(turns)
+
+    def _cluster_voiceprint(self, wave: np.ndarray, frames: np.ndarray, k: int, centroid: np.ndarray) -> np.ndarray:
+        """A discovered voice's voiceprint made the way enrolment makes one (the model was trained on
+        those): mean embedding of its longest single-speaker stretches, ≤ 10 s in all; the cluster
+        centroid when no stretch reaches 1 s."""
+        from speakerlm.cascade import FRAME_RATE
+
+        mine = np.concatenate([[False], frames == k, [False]])
+        edges = np.flatnonzero(np.diff(mine.astype(int)))
+        runs = sorted(zip(edges[::2], edges[1::2]), key=lambda r: r[0] - r[1])  # longest first
+        pieces, total = [], 0.0
+        for a, b in runs:
+            if (b - a) / FRAME_RATE < 1.0 or total >= 10.0:
+                break
+            pieces.append(wave[int(a / FRAME_RATE * SAMPLE_RATE) : int(b / FRAME_RATE * SAMPLE_RATE)])
+            total += (b - a) / FRAME_RATE
+        if not pieces:
+            return centroid / np.linalg.norm(centroid)
+        return mean_voiceprint(pieces, self.model.config.speaker_encoder)
 
     def transcribe_window(self, piece: np.ndarray, voiceprints: dict[str, np.ndarray]) -> list[Turn]:
         """One window (≤ WINDOW_SECONDS) with the registered voices that best match it → untimed turns."""
