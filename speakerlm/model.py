@@ -464,7 +464,7 @@ class SpeakerLM(nn.Module):
             logprobs = self._logits(last).float()
             logprobs[:, list(self.backbone.suppressed)] = float("-inf")
             logprobs = logprobs.log_softmax(-1)
-            candidates = []  # (score, parent beam, new beam, next input embedding)
+            candidates = []  # (score, parent beam, new beam or None when finished, next input / finished turns)
             for b, (score, turns, n_anon, at_marker) in enumerate(beams):
                 if at_marker:
                     cls = int(self._pointer_logits(last[b : b + 1], slot_embs, n_anon, presence)[0].argmax())
@@ -473,22 +473,31 @@ class SpeakerLM(nn.Module):
                     candidates.append((score, b, (score, turns + [(label, [])], n_anon, False),
                                        self._speaker_input(cls, slot_embs)))
                     continue
-                top = logprobs[b].topk(num_beams)
+                # one more than the beams, so an ending never crowds out all; before the first turn only
+                # one way on: whatever comes first opens a turn (as in greedy), so beams do not duplicate
+                top = logprobs[b].topk(num_beams + 1 if turns else 1)
                 for lp, token in zip(top.values.tolist(), top.indices.tolist()):
                     if token == self.backbone.eos_id:
-                        finished.append((score + lp, turns))
+                        candidates.append((score + lp, b, None, turns))
                     elif token == self.backbone.turn_id or not turns:  # text before any marker opens a turn too
                         candidates.append((score + lp, b, (score + lp, turns, n_anon, True), self.turn_embedding))
                     else:
                         ids = turns[-1][1] + [token]
                         grown = turns[:-1] + [(turns[-1][0], ids)]
                         if _looping(ids, repeat_limit):
-                            finished.append((score + lp, grown))
+                            candidates.append((score + lp, b, None, grown))
                         else:
                             candidates.append((score + lp, b, (score + lp, grown, n_anon, False),
                                                self.backbone.embed_tokens(torch.tensor([token]))[0]))
             candidates.sort(key=lambda c: -c[0])
-            candidates = candidates[:num_beams]
+            live = []
+            for rank, c in enumerate(candidates):  # as HF: an ending counts only if it ranks among the beams
+                if c[2] is None:
+                    if rank < num_beams:
+                        finished.append((c[0], c[3]))
+                elif len(live) < num_beams:
+                    live.append(c)
+            candidates = live
             if not candidates or len(finished) >= num_beams:  # as HF's early_stopping=True
                 break
             cache.reorder_cache(torch.tensor([c[1] for c in candidates]))

@@ -292,6 +292,14 @@ def train(cfg: TrainConfig, data: Path | list[Path], out: Path, dev: Optional[Pa
             inputs += prepare_inputs(model, clips, out.parent / "features" / path.name,
                                      progress=accelerator.is_main_process)
     inputs = distractor_pool(inputs)  # distractors from every dataset's speakers
+    if accelerator.device.type != "cpu":
+        # the model builds prompts and labels from fresh tensors: let them, and the cached inputs, live
+        # on the accelerator (untested here: these machines have no GPU)
+        torch.set_default_device(accelerator.device)
+        for c in inputs:
+            c.audio, c.frame_speaker = c.audio.to(accelerator.device), c.frame_speaker.to(accelerator.device)
+            c.voiceprints = {k: v.to(accelerator.device) for k, v in c.voiceprints.items()}
+        inputs = distractor_pool(inputs)
     dev_inputs = prepare_inputs(model, load_dataset(dev)[: cfg.eval_clips], out.parent / "features" / dev.name,
                                 progress=False) if dev else []
 
@@ -364,6 +372,10 @@ def add_train_parser(subparsers) -> None:
     p.add_argument("--stage", type=int, default=2, choices=sorted(STAGES))
     p.add_argument("--init", type=Path, help="checkpoint of the previous stage")
     p.add_argument("--backbone", default="whisper", choices=("whisper", "decoder"))
+    p.add_argument("--whisper", default="tiny.en", help="audio encoder (and LLM of the whisper backbone): "
+                   "tiny.en, base, or a local Hugging Face Whisper directory")
+    p.add_argument("--llm", default="smollm2-135m", help="decoder backbone: smollm2-135m or a local Hugging Face "
+                   "causal-LM directory (e.g. Qwen2.5-7B-Instruct)")
     p.add_argument("--speaker-encoder", default="campp", choices=("campp", "ge2e"))
     p.add_argument("--no-frame-speaker-stream", action="store_true")
     p.add_argument("--no-slot-presence", action="store_true", help="pointer without the enrolled-voice presence bias")
@@ -383,7 +395,8 @@ def add_train_parser(subparsers) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    base = TrainConfig(model=SpeakerLMConfig(backbone=args.backbone, speaker_encoder=args.speaker_encoder,
+    base = TrainConfig(model=SpeakerLMConfig(backbone=args.backbone, whisper=args.whisper, llm=args.llm,
+                                             speaker_encoder=args.speaker_encoder,
                                              frame_speaker_stream=not args.no_frame_speaker_stream,
                                              slot_presence=not args.no_slot_presence,
                                              lora_rank=args.lora_rank))

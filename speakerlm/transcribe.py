@@ -113,6 +113,11 @@ class SpeakerLMEngine(Engine):
         path = options.model or bundled_model()
         if path is None:
             raise UserError("no SpeakerLM checkpoint: pass --model DIR, or use --engine cascade")
+        from pathlib import Path
+
+        if not (Path(path) / "config.json").is_file() or not (Path(path) / "trained.safetensors").is_file():
+            raise UserError(f"{path}: not a SpeakerLM checkpoint (needs config.json and trained.safetensors); "
+                            "pass a `speakerlm train` checkpoint folder")
         self.model = SpeakerLM.load(path)
         if self.model.config.speaker_encoder != options.speaker_encoder:
             options = replace(options, speaker_encoder=self.model.config.speaker_encoder)

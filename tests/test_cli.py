@@ -80,3 +80,29 @@ def test_speakerlm_engine_options_from_the_command_line(tmp_path):
 def test_retrieval_k_below_one_is_refused():
     proc = run("transcribe", str(EXAMPLE), "--engine", "speakerlm", "--retrieval-k", "0")
     assert proc.returncode == 2 and "--retrieval-k" in proc.stderr
+
+
+@pytest.mark.parametrize("extra, check", [
+    (["--engine", "cascade", "--min-speakers", "2", "--max-speakers", "2"],
+     lambda out, d: len({l.split(":")[0] for l in out.splitlines()}) == 2),
+    (["--engine", "plain"], lambda out, d: {l.split(":")[0] for l in out.splitlines()} == {"spk 0"} and "budget" in out),
+    (["--engine", "plain", "--whisper", "base", "--language", "en"], lambda out, d: "budget" in out.lower()),
+    (["--engine", "cascade", "--speaker-encoder", "ge2e", "--speaker", f"Alice={REPO}/examples/alice.wav"],
+     lambda out, d: out.splitlines()[0].startswith("Alice:")),
+    (["--engine", "speakerlm", "--model", str(REPO / "speakerlm" / "bundled"), "--timeline", "--output-dir", "{d}"],
+     lambda out, d: (d / "meeting.png").stat().st_size > 5000 and (d / "meeting.txt").read_text().startswith("spk 0:")),
+])
+def test_transcribe_options(extra, check, tmp_path):
+    proc = run("transcribe", str(EXAMPLE), *[a.replace("{d}", str(tmp_path)) for a in extra])
+    assert proc.returncode == 0, proc.stderr
+    assert check(proc.stdout, tmp_path), proc.stdout
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--num-speakers", "0"], "--num-speakers 0"),
+    (["--min-speakers", "3", "--max-speakers", "2"], "above --max-speakers"),
+    (["--engine", "speakerlm", "--model", "/nonexistent"], "not a SpeakerLM checkpoint"),
+])
+def test_bad_transcribe_options_are_one_line_errors(extra, words):
+    proc = run("transcribe", str(EXAMPLE), *extra)
+    assert proc.returncode == 2 and words in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

@@ -149,3 +149,26 @@ def test_beam_search_reproduces_the_overfit_transcripts(trained_whisper):
         beam = model.generate(ex, num_beams=3)
         assert beam == model.generate(ex)  # an overfit model is sure of its words: beams agree with greedy
         assert beam == model.generate(ex, num_beams=3)  # deterministic
+
+
+def test_decoder_backbone_beam_search_and_training_from_the_command_line(clip, tiny_qwen, tts, tmp_path):
+    """A local Hugging Face causal LM (as Qwen2.5-7B would be) through `speakerlm train --llm DIR`."""
+    import json
+
+    from speakerlm.cli import main
+    from tests.test_datasets import make_corpus, write_lhotse, write_sidecar
+
+    torch.manual_seed(0)
+    model = SpeakerLM(SpeakerLMConfig(backbone="decoder", llm=tiny_qwen, lora_rank=0))
+    batch = examples(model, clip)
+    model, _ = overfit(model, batch, steps=150, lr=3e-3)
+    assert model.generate(batch[0], num_beams=2) == batch[0].turns
+
+    corpus = make_corpus(tts, tmp_path / "corpus")
+    write_lhotse(corpus, corpus.root)
+    write_sidecar(corpus, corpus.root / "enrolment.json")
+    run = tmp_path / "runs" / "decoder"
+    assert main(["train", "--data", str(corpus.root), "--out", str(run), "--backbone", "decoder", "--llm", tiny_qwen,
+                 "--lora-rank", "4", "--train-llm", "--steps", "1", "--warmup", "1", "--eval-every", "0"]) == 0
+    saved = json.loads((run / "checkpoint" / "config.json").read_text())
+    assert saved["llm"] == tiny_qwen and saved["backbone"] == "decoder" and saved["lora_rank"] == 4
