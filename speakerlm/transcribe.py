@@ -21,6 +21,7 @@ import numpy as np
 from speakerlm.audio import SAMPLE_RATE, duration, load_audio, Pathlike
 from speakerlm.errors import UserError
 from speakerlm.labels import ANONYMOUS
+from speakerlm.timing import time_turns
 from speakerlm.turns import Turn
 from speakerlm.whisper import ASR_WINDOW_SECONDS, DEFAULT_WHISPER, load_whisper, transcribe_window
 from speakerlm.writers import Transcript
@@ -94,8 +95,8 @@ class SpeakerLMEngine(Engine):
     4. `naming="posthoc"` is the baseline the pointer must beat: the model transcribes without any
        registration, and its anonymous speakers are named afterwards by voiceprint similarity
        (Hungarian assignment with a rejection threshold, as the cascade does).
-    The model writes no times (as the paper's); each turn gets an approximate span by laying the
-    window's turns, in proportion to their length in characters, over its detected speech.
+    The model writes no times (as the paper's); `timing.time_turns` lays each window's turns over its
+    speech, moving the boundaries to where the discovered voices change (timing.py).
     An interrupted run resumes from its last finished window (`state`, one JSON line per window).
     """
 
@@ -144,6 +145,10 @@ class SpeakerLMEngine(Engine):
             for k, c in enumerate(centroids):
                 if k not in named:
                     voices[f"~{ANONYMOUS.format(k)}"] = self._cluster_voiceprint(wave, frames, k, c)
+            # which diarization cluster each label the model may write stands for (turn times follow it)
+            clusters = {named.get(k, f"~{ANONYMOUS.format(k)}"): k for k in range(len(centroids))}
+        else:
+            frames, clusters = None, {}
         n_anon = len(centroids) if opt.discover_speakers else 0
         windows = group_regions(regions, self.WINDOW_SECONDS)
         done = _read_state(state, len(windows))
@@ -164,7 +169,7 @@ class SpeakerLMEngine(Engine):
                     if is_anonymous(t.speaker):
                         new.setdefault(t.speaker, ANONYMOUS.format(n_anon + len(new)))
                 timed = [Turn(new.get(t.speaker, t.speaker.lstrip("~")), t.text, t.start, t.end)
-                         for t in _spread_over_speech(found, inside)]
+                         for t in time_turns(found, inside, frames, clusters)]
                 new_voices = {}
                 for label in new.values():
                     spans = [wave[int(t.start * SAMPLE_RATE) : int(t.end * SAMPLE_RATE)] for t in timed if t.speaker == label]
@@ -282,25 +287,6 @@ def _renumber_anonymous(turns: list[Turn]) -> list[Turn]:
     order = list(dict.fromkeys(t.speaker for t in turns if is_anonymous(t.speaker)))
     rename = {label: ANONYMOUS.format(i) for i, label in enumerate(order)}
     return [Turn(rename.get(t.speaker, t.speaker), t.text, t.start, t.end) for t in turns]
-
-
-def _spread_over_speech(turns: list[Turn], regions) -> list[Turn]:
-    """Give untimed turns consecutive spans over the speech regions, in proportion to their length."""
-    if not regions:
-        return turns
-    bounds = np.cumsum([0.0] + [r.duration for r in regions])  # speech seconds before each region
-
-    def at(speech_seconds: float) -> float:  # speech-time → recording time
-        i = int(np.clip(np.searchsorted(bounds, speech_seconds, side="right") - 1, 0, len(regions) - 1))
-        return float(regions[i].start + speech_seconds - bounds[i])
-
-    total, chars = float(bounds[-1]), sum(len(t.text) for t in turns) or 1
-    out, clock = [], 0.0
-    for t in turns:
-        span = total * len(t.text) / chars
-        out.append(Turn(t.speaker, t.text, round(at(clock), 3), round(at(min(total, clock + span) - 1e-6), 3)))
-        clock += span
-    return out
 
 
 def bundled_model() -> Optional[str]:
