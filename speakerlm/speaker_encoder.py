@@ -77,10 +77,10 @@ class SpeakerEncoder(ABC):
         starts = list(range(0, wave.size - win + 1, hop))
         if starts[-1] + win < wave.size:
             starts.append(wave.size - win)
-        frames = torch.from_numpy(np.ascontiguousarray(wave, np.float32)).unfold(0, win, 1)[starts]
-        # shape: (N, win)
+        frames = torch.from_numpy(np.ascontiguousarray(wave, np.float32)).unfold(0, win, 1)  # a view: no copy
+        # windows are copied out one batch at a time, so memory does not grow with the region's length
         with torch.inference_mode():
-            embs = torch.cat([self.embed_batch(frames[i : i + batch_size]) for i in range(0, len(starts), batch_size)])
+            embs = torch.cat([self.embed_batch(frames[starts[i : i + batch_size]]) for i in range(0, len(starts), batch_size)])
         times = np.array([[s / SAMPLE_RATE, (s + win) / SAMPLE_RATE] for s in starts])
         return embs.numpy(), times
 
