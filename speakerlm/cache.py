@@ -63,9 +63,11 @@ def atomic_path(final: Path) -> Iterator[Path]:
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs should get the user's usual mode
     try:
         yield Path(tmp)
+        # mkstemp makes 0600 (and some writers, e.g. safetensors, recreate the file): give the output
+        # the user's usual mode
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, final)
     finally:
         if os.path.exists(tmp):

@@ -79,6 +79,11 @@ def test_registration_order_does_not_change_names(trained_whisper):
 def test_checkpoint_round_trip(trained_whisper, tmp_path):
     model, batch, _ = trained_whisper
     model.save(tmp_path / "ckpt")
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "ckpt" / "trained.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
     saved = set(model.trainable_state_dict())
     assert not any(k.startswith("backbone.encoder.") for k in saved)  # frozen encoder is not stored
     again = SpeakerLM.load(tmp_path / "ckpt")
