@@ -36,7 +36,8 @@ def cmd_transcribe(args: argparse.Namespace) -> None:
                                 num_speakers=args.num_speakers, min_speakers=args.min_speakers,
                                 max_speakers=args.max_speakers, model=args.model,
                                 discover_speakers=not args.no_speaker_discovery, naming=args.naming,
-                                retrieval_k=args.retrieval_k, progress=True)
+                                retrieval_k=args.retrieval_k, enrolled_from_recording=args.enrolled_from_recording,
+                                progress=True)
     if args.retrieval_k < 1:
         raise UserError(f"--retrieval-k {args.retrieval_k}: give at least 1")
     formats = FORMATS if args.format == "all" else (args.format,)
@@ -134,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "voiceprint similarity (the baseline)")
     t.add_argument("--retrieval-k", type=int, default=8,
                    help="speakerlm: at most this many enrolled voices in each window's prompt (default 8)")
+    t.add_argument("--enrolled-from-recording", action="store_true",
+                   help="speakerlm: register an enrolled person found in the recording with a voiceprint of their "
+                        "voice in this recording (names still come from the enrolment audio)")
     t.add_argument("--num-speakers", type=int, help="the number of speakers, when known")
     t.add_argument("--min-speakers", type=int, help="at least this many speakers")
     t.add_argument("--max-speakers", type=int, help="at most this many speakers")

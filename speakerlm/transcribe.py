@@ -42,6 +42,7 @@ class TranscribeOptions:
     discover_speakers: bool = True  # speakerlm: cluster the recording first, register unenrolled voices
     naming: str = "pointer"  # speakerlm: "pointer" (registration in the prompt) or "posthoc" (baseline)
     retrieval_k: int = 8  # speakerlm: at most this many registered voices in a window's prompt
+    enrolled_from_recording: bool = False  # speakerlm: re-voiceprint matched enrolled people from the recording
     progress: bool = False  # progress bar over a recording's windows
 
 
@@ -145,6 +146,10 @@ class SpeakerLMEngine(Engine):
             for k, c in enumerate(centroids):
                 if k not in named:
                     voices[f"~{ANONYMOUS.format(k)}"] = self._cluster_voiceprint(wave, frames, k, c)
+                elif opt.enrolled_from_recording:
+                    # an enrolled person found in the recording is registered with a voiceprint of their
+                    # voice *here* (same room, microphone, noise) as the frame stream hears it
+                    voices[named[k]] = self._cluster_voiceprint(wave, frames, k, c)
             # which diarization cluster each label the model may write stands for (turn times follow it)
             clusters = {named.get(k, f"~{ANONYMOUS.format(k)}"): k for k in range(len(centroids))}
         else:
