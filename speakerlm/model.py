@@ -440,7 +440,7 @@ class SpeakerLM(nn.Module):
                 break
             hidden, cache = self._step(self.backbone.embed_tokens(torch.tensor([token])), memory, cache)
         out = [Turn(label, self.backbone.decode_tokens(ids).strip()) for label, ids in turns]
-        return [t for t in out if t.text]
+        return _until_repeated([t for t in out if t.text])
 
     def _beam_search(self, ex: Example, max_new_tokens: int, repeat_limit: int, num_beams: int) -> list[Turn]:
         """Beam search over words; the speaker at each turn marker stays the pointer's argmax. Beams
@@ -511,7 +511,7 @@ class SpeakerLM(nn.Module):
         length = lambda turns: max(1, sum(len(ids) + 2 for _, ids in turns))
         _, turns = max(pool, key=lambda f: f[0] / length(f[1]))  # length-normalised, as HF's default
         out = [Turn(label, self.backbone.decode_tokens(ids).strip()) for label, ids in turns]
-        return [t for t in out if t.text]
+        return _until_repeated([t for t in out if t.text])
 
     def _step(self, embeds: torch.Tensor, memory, cache):
         past = cache.get_seq_length()
@@ -550,6 +550,19 @@ class SpeakerLM(nn.Module):
             raise ValueError(f"{path}: checkpoint does not fit its config (missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
         model.load_state_dict(trained, strict=False)
         return model.eval()
+
+
+def _until_repeated(turns: list[Turn], min_words: int = 3, overlap: float = 0.8) -> list[Turn]:
+    """The turns up to the first one that says again what an earlier turn said (≥ 80 % of its words,
+    at least 3): the guard against a loop across turns, which the n-gram guard within a turn cannot see
+    (measured: the last sentence of a window written four times over)."""
+    words = lambda t: [w.strip(",.!?;:\"'").lower() for w in t.text.split()]
+    for i, turn in enumerate(turns):
+        mine = words(turn)
+        if len(mine) >= min_words and any(
+                sum(w in set(words(earlier)) for w in mine) >= overlap * len(mine) for earlier in turns[:i]):
+            return turns[:i]
+    return turns
 
 
 def _looping(ids: list[int], limit: int) -> bool:

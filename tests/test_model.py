@@ -187,3 +187,13 @@ def test_training_a_local_causal_lm_from_the_command_line(tiny_qwen, tts, tmp_pa
                  "--lora-rank", "4", "--train-llm", "--steps", "1", "--warmup", "1", "--eval-every", "0"]) == 0
     saved = json.loads((run / "checkpoint" / "config.json").read_text())
     assert saved["llm"] == tiny_qwen and saved["backbone"] == "decoder" and saved["lora_rank"] == 4
+
+
+def test_a_turn_that_repeats_an_earlier_one_ends_the_transcript():
+    from speakerlm.model import _until_repeated
+
+    turns = [Turn("A", "Agreed, I will send a note to everyone."), Turn("B", "Good."),
+             Turn("A", "Ag, I will send a note to everyone."), Turn("A", "Ag, I will send a note to everyone.")]
+    assert _until_repeated(turns) == turns[:2]
+    talk = [Turn("A", "Yes."), Turn("B", "Yes."), Turn("A", "We meet at noon."), Turn("B", "At noon, then we eat.")]
+    assert _until_repeated(talk) == talk  # short replies and partial echoes are real conversation

@@ -24,7 +24,7 @@ def _first_words(turns):
     """First word of each turn → the speaker of the first turn that starts with it."""
     out = {}
     for t in turns:
-        out.setdefault(t.text.split()[0].strip(",.").lower(), t.speaker)
+        out.setdefault(t.text.split()[0].strip(",.!?\"'").lower(), t.speaker)
     return out
 
 
