@@ -20,7 +20,8 @@ def main() -> None:
     ap.add_argument("--model", required=True)
     ap.add_argument("--limit", type=int, default=20)
     args = ap.parse_args()
-    engine = SpeakerLMEngine(TranscribeOptions(engine="speakerlm", model=args.model))
+    # no speaker discovery: names must come from the model's use of the registration, not from clustering
+    engine = SpeakerLMEngine(TranscribeOptions(engine="speakerlm", model=args.model, discover_speakers=False))
     swapped = stayed = other = 0
     for clip in load_dataset(args.data)[: args.limit]:
         speakers = clip.speakers
