@@ -97,7 +97,7 @@ class ClipInputs:
 def prepare_inputs(model: SpeakerLM, clips, cache: Path, progress: bool = True) -> list[ClipInputs]:
     """Compute (or read from `cache`) each clip's encoder states, frame speaker stream and voiceprints.
     Over-Regist distractors come from other clips' speakers (paper §3.2), so no distractor audio is
-    embedded here: `distractor_pool` builds them from the voiceprints."""
+    embedded here: `distractor_pool` builds them from the voiceprints, once all datasets are read."""
     from safetensors.torch import load_file, save_file
     from tqdm import tqdm
 
@@ -133,7 +133,7 @@ def prepare_inputs(model: SpeakerLM, clips, cache: Path, progress: bool = True) 
         out.append(ClipInputs(clip.id, t["audio"], t["frame_speaker"], list(clip.reference),
                               {k[4:]: v for k, v in t.items() if k.startswith("spk/")},
                               {}))
-    return distractor_pool(out)
+    return out
 
 
 def distractor_pool(clips: list[ClipInputs]) -> list[ClipInputs]:
@@ -291,7 +291,6 @@ def train(cfg: TrainConfig, data: Path | list[Path], out: Path, dev: Optional[Pa
             clips = load_dataset(path)[:limit]
             inputs += prepare_inputs(model, clips, out.parent / "features" / path.name,
                                      progress=accelerator.is_main_process)
-    inputs = distractor_pool(inputs)  # distractors from every dataset's speakers
     if accelerator.device.type != "cpu":
         # the model builds prompts and labels from fresh tensors: let them, and the cached inputs, live
         # on the accelerator (untested here: these machines have no GPU)
@@ -299,7 +298,7 @@ def train(cfg: TrainConfig, data: Path | list[Path], out: Path, dev: Optional[Pa
         for c in inputs:
             c.audio, c.frame_speaker = c.audio.to(accelerator.device), c.frame_speaker.to(accelerator.device)
             c.voiceprints = {k: v.to(accelerator.device) for k, v in c.voiceprints.items()}
-        inputs = distractor_pool(inputs)
+    inputs = distractor_pool(inputs)  # distractors from every dataset's speakers
     dev_inputs = prepare_inputs(model, load_dataset(dev)[: cfg.eval_clips], out.parent / "features" / dev.name,
                                 progress=False) if dev else []
 

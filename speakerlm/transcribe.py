@@ -185,7 +185,8 @@ class SpeakerLMEngine(Engine):
                     log.write(_window_record(i, timed, new_voices))
                     log.flush()
                     os.fsync(log.fileno())
-            n_anon += sum(1 for t in {t.speaker for t in timed} if is_anonymous(t) and int(t.split()[1]) >= n_anon)
+            # labels handed out so far: one past the highest (also right for windows read back on resume)
+            n_anon = max([n_anon] + [int(t.speaker.split()[1]) + 1 for t in timed if is_anonymous(t.speaker)])
             voices.update(new_voices)
             turns += timed
         if log is not None:
