@@ -35,18 +35,47 @@ def load_audio(path: Pathlike) -> np.ndarray:
     if path.stat().st_size == 0:
         raise UserError(f"{path}: the file is empty (0 bytes); re-export or re-record it")
     try:
-        wave, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        wave, sr = _read_mono(path)
     except Exception as e:  # soundfile raises LibsndfileError, RuntimeError or TypeError by format
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UserError(
             f"{path}: not a readable audio file ({reason}); convert it to wav or flac, e.g. "
             f"`ffmpeg -i {path.name} out.wav`"
         ) from None
-    return prepare_wave(wave.mean(axis=1), sr, source=str(path))
+    return prepare_wave(wave, sr, source=str(path), owned=True)
 
 
-def prepare_wave(wave: np.ndarray, sample_rate: int, source: str = "<array>") -> np.ndarray:
-    """Validate an in-memory mono or (samples, channels) wave and bring it to SAMPLE_RATE float32."""
+def _read_mono(path: Path, block_s: float = 30.0) -> tuple[np.ndarray, int]:
+    """(mono float32 wave at SAMPLE_RATE, original rate), read block by block: an hour of stereo
+    48 kHz would otherwise sit in memory several times over (file frames, channel mix, resampling)
+    before the one 16 kHz copy the rest of the pipeline keeps."""
+    import soundfile as sf
+    import soxr
+
+    with sf.SoundFile(str(path)) as f:
+        sr, total = f.samplerate, f.frames
+        out_total = int(np.ceil(total * SAMPLE_RATE / sr)) + SAMPLE_RATE  # resampler slack; trimmed below
+        wave = np.empty(out_total, np.float32)
+        stream = soxr.ResampleStream(sr, SAMPLE_RATE, 1, dtype="float32") if sr != SAMPLE_RATE else None
+        at = 0
+        while True:
+            block = f.read(int(block_s * sr), dtype="float32", always_2d=True)
+            last = len(block) == 0
+            mono = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
+            if stream is not None:
+                mono = stream.resample_chunk(mono, last=last)
+            if at + mono.size > wave.size:  # frame count was a header estimate (some formats)
+                wave = np.concatenate([wave, np.empty(max(mono.size, wave.size // 2), np.float32)])
+            wave[at : at + mono.size] = mono
+            at += mono.size
+            if last:
+                break
+    return wave[:at], SAMPLE_RATE
+
+
+def prepare_wave(wave: np.ndarray, sample_rate: int, source: str = "<array>", owned: bool = False) -> np.ndarray:
+    """Validate an in-memory mono or (samples, channels) wave and bring it to SAMPLE_RATE float32.
+    `owned`: the wave is ours to change in place (no hour-long copies); a caller's array never is."""
     wave = np.asarray(wave, dtype=np.float32)
     if wave.ndim == 2:
         wave = wave.mean(axis=1)
@@ -54,20 +83,20 @@ def prepare_wave(wave: np.ndarray, sample_rate: int, source: str = "<array>") ->
         raise UserError(f"{source}: expected a mono or (samples, channels) wave, got shape {wave.shape}")
     if wave.size == 0:
         raise UserError(f"{source}: the audio has zero length (no samples); the file may be truncated")
-    if not np.all(np.isfinite(wave)):
+    if not np.isfinite(wave.sum(dtype=np.float64)):  # NaN or ±inf anywhere makes the sum non-finite
         raise UserError(f"{source}: the audio contains NaN or infinite samples; the file is corrupt, re-export it")
     if wave.size / sample_rate < MIN_DURATION:
         raise UserError(
             f"{source}: the audio is {wave.size / sample_rate:.3f} s long, shorter than {MIN_DURATION} s; "
             "give a longer recording"
         )
-    if float(np.max(np.abs(wave))) < SILENCE_PEAK:
+    if max(float(wave.max()), -float(wave.min())) < SILENCE_PEAK:
         raise UserError(f"{source}: the audio is silent (peak below -80 dBFS); check the recording or the input channel")
     if sample_rate != SAMPLE_RATE:
         import soxr
 
-        wave = soxr.resample(wave, sample_rate, SAMPLE_RATE).astype(np.float32)
-    return np.clip(wave, -1.0, 1.0)
+        wave, owned = soxr.resample(wave, sample_rate, SAMPLE_RATE).astype(np.float32), True
+    return np.clip(wave, -1.0, 1.0, out=wave if owned else None)
 
 
 def duration(wave: np.ndarray) -> float:

@@ -68,7 +68,7 @@ class SpeakerEncoder(ABC):
             return self.embed_batch(torch.from_numpy(np.ascontiguousarray(wave, np.float32))[None])[0].numpy()
 
     def embed_windows(self, wave: np.ndarray, win_s: float = 1.5, hop_s: float = 0.75,
-                      batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+                      batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
         """Sliding-window embeddings: (N, dim) and their (N, 2) start/end times in seconds.
         The last window is aligned to the end, so every sample is covered."""
         win, hop = int(win_s * SAMPLE_RATE), int(hop_s * SAMPLE_RATE)
@@ -113,7 +113,7 @@ class CAMPlusPlus(SpeakerEncoder):
 
 
     def embed_windows(self, wave: np.ndarray, win_s: float = 1.5, hop_s: float = 0.75,
-                      batch_size: int = 64, shared_context: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                      batch_size: int = 16, shared_context: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """With `shared_context`, window embeddings come from ONE pass over the whole wave: the network
         runs up to its statistics pooling once, then each window pools its own frames (mean + std) and
         goes through the final dense layer. Measured 5× cheaper (39 windows of an 18.7 s clip: 0.36 s
