@@ -276,7 +276,12 @@ class VoiceBank:
         self.root = Path(root)
         self.voices = list(voices)
         self.similarity = similarity
-        self.splits = splits or {v.person: v.hash_split for v in self.voices}  # person → train / dev / test
+        self.splits = dict(splits or {v.person: v.hash_split for v in self.voices})  # person → train / dev / test
+        # the real recordings are never trained on: they are the only check that training on TTS voices
+        # does not break real speech (benchmarks/real_speech.py); banks built before this rule move them
+        for v in self.voices:
+            if v.engine == "recording" and self.splits.get(v.person) == "train":
+                self.splits[v.person] = "dev"
         self._row = similarity.index() if similarity is not None else {}
 
     @staticmethod

@@ -1,5 +1,7 @@
 """Voices: ids and persons, trimmed synthesis, sox transforms, cached utterances, similarity logic."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -112,3 +114,11 @@ def test_voices_as_alike_as_one_voice_share_a_split():
     assert counts["dev"] >= 3 and counts["test"] >= 3 and counts["train"] >= 28
     bank = VoiceBank("/nonexistent", voices, None, splits)
     assert {bank.split_of(v) for v in bank.split("dev")} == {"dev"}
+
+
+def test_real_recordings_are_never_in_the_training_split():
+    voices = [Voice("recording", name, f"pocketsphinx-{name}") for name in ("cards", "librivox")]
+    voices += [Voice("flite", "slt", "slt")]
+    bank = VoiceBank(Path("/nonexistent"), voices, splits={v.person: "train" for v in voices})
+    assert [v.base for v in bank.split("train")] == ["slt"]
+    assert {v.base for v in bank.split("dev")} == {"cards", "librivox"}
