@@ -17,8 +17,9 @@ def run(*args):
     return subprocess.run([sys.executable, "-m", "speakerlm", *args], capture_output=True, text=True, cwd=REPO)
 
 
-def test_transcribe_example_to_stdout():
-    proc = run("transcribe", str(EXAMPLE), "--speaker", f"Alice={REPO}/examples/alice.wav",
+@pytest.mark.parametrize("engine", ["speakerlm", "cascade"])  # the demo's (bundled model), the default
+def test_transcribe_example_to_stdout(engine):
+    proc = run("transcribe", str(EXAMPLE), "--engine", engine, "--speaker", f"Alice={REPO}/examples/alice.wav",
                "--speaker", f"Bob={REPO}/examples/bob.wav")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
