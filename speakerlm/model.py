@@ -281,6 +281,24 @@ class SpeakerLM(nn.Module):
         names = {n for n, p in self.named_parameters() if p.requires_grad}
         return {n: t.detach().clone() for n, t in self.state_dict().items() if n in names}
 
+    def mix_llm_with_pretrained(self, alpha: float) -> None:
+        """Weight-space ensemble of the fine-tuned LLM with the pretrained one it started from (WiSE-FT,
+        Wortsman et al. 2022): each trained LLM weight becomes pretrained + alpha · (trained − pretrained);
+        a LoRA adapter is scaled by alpha. Fine-tuning on TTS voices moves the decoder away from what
+        made it robust on real speech; mixing keeps part of both. alpha = 1 changes nothing."""
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        prefix = "backbone.decoder." if self.config.backbone == "whisper" else "backbone.llm."
+        pretrained = SpeakerLM(self.config).state_dict()  # the packaged weights (adapters: fresh init)
+        trained = self.trainable_state_dict()
+        mixed = {}
+        for name, weight in trained.items():
+            if not name.startswith(prefix) or "lora_A" in name:
+                continue  # heads and projectors have no pretrained value; lora_B alone scales the update
+            base = torch.zeros_like(weight) if "lora_B" in name else pretrained[name]
+            mixed[name] = base + alpha * (weight - base)
+        self.load_state_dict(mixed, strict=False)
+
     # ------------------------------------------------------------ inputs
     def encode_audio(self, mel: torch.Tensor, frames: int) -> torch.Tensor:
         """Log-mel windows (W, n_mels, 3000) → encoder states (frames, d_enc)."""

@@ -363,6 +363,22 @@ def _with_config(model: SpeakerLM, config: SpeakerLMConfig) -> SpeakerLM:
     return fresh
 
 
+def export(checkpoint: Path, out: Path, half: bool = True, llm_alpha: float = 1.0) -> Path:
+    """A training checkpoint → a model folder to ship or pass as `--model` (float16 by default: the
+    bundled model is made this way), optionally with its LLM mixed back towards the pretrained one."""
+    from speakerlm.errors import UserError
+
+    if not (Path(checkpoint) / "config.json").is_file():
+        raise UserError(f"{checkpoint}: not a SpeakerLM checkpoint (no config.json); pass a `speakerlm train` checkpoint folder")
+    if not 0.0 <= llm_alpha <= 1.0:
+        raise UserError(f"--llm-alpha {llm_alpha}: give a value from 0 (pretrained LLM) to 1 (as trained)")
+    model = SpeakerLM.load(checkpoint)
+    if llm_alpha != 1.0:
+        model.mix_llm_with_pretrained(llm_alpha)
+    model.save(out, half=half)
+    return Path(out)
+
+
 def add_train_parser(subparsers) -> None:
     p = subparsers.add_parser("train", help="train SpeakerLM on a dataset (one curriculum stage per run)")
     p.add_argument("--data", type=Path, nargs="+", required=True, help="training data (any format `evaluate` reads); several folders are pooled")
@@ -391,6 +407,14 @@ def add_train_parser(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--stop-after", type=int, help="end this sitting after N steps (resume later)")
     p.set_defaults(func=cmd_train)
+
+    e = subparsers.add_parser("export", help="turn a training checkpoint into a model folder to ship (float16)")
+    e.add_argument("checkpoint", type=Path)
+    e.add_argument("out", type=Path)
+    e.add_argument("--full-precision", action="store_true", help="keep float32 (default: float16, half the size)")
+    e.add_argument("--llm-alpha", type=float, default=1.0,
+                   help="mix the trained LLM with the pretrained one: 1 = as trained, 0 = pretrained (WiSE-FT)")
+    e.set_defaults(func=lambda a: print(export(a.checkpoint, a.out, not a.full_precision, a.llm_alpha)))
 
 
 def cmd_train(args: argparse.Namespace) -> None:

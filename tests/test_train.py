@@ -91,3 +91,20 @@ def test_two_processes_train_data_parallel(corpus, tmp_path):
     assert [r["step"] for r in rows] == [1, 2]  # one log, written by the main process only
     assert all(r["processes"] == 2 for r in rows)
     assert (run / "checkpoint" / "trained.safetensors").exists()
+
+
+def test_export_mixes_the_llm_with_the_pretrained_one(tmp_path):
+    from speakerlm.errors import UserError
+    from speakerlm.model import SpeakerLM
+    from speakerlm.train import export
+    from speakerlm.transcribe import bundled_model
+
+    trained = SpeakerLM.load(bundled_model()).trainable_state_dict()
+    pretrained = SpeakerLM(SpeakerLM.load(bundled_model()).config).state_dict()
+    mixed = SpeakerLM.load(export(bundled_model(), tmp_path / "half", half=False, llm_alpha=0.5)).trainable_state_dict()
+    layer = "backbone.decoder.layers.0.fc1.weight"
+    assert not torch.equal(trained[layer], pretrained[layer])
+    assert torch.allclose(mixed[layer], (trained[layer] + pretrained[layer]) / 2, atol=1e-6)
+    assert torch.equal(mixed["pointer_key.weight"], trained["pointer_key.weight"])  # heads stay as trained
+    with pytest.raises(UserError, match="not a SpeakerLM checkpoint"):
+        export(tmp_path, tmp_path / "x")
