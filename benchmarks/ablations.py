@@ -9,7 +9,7 @@ harness: the same weights with one mechanism switched off at inference.
 - no-stream     no frame-level speaker stream in the audio memory (nor presence, which reads it)
 - no-discovery  unenrolled voices labelled by the model alone (no clustering pass first)
 - posthoc       the naming baseline: no registration in the prompt, names by voiceprint afterwards
-- from-recording  (an addition, not an ablation) matched enrolled people re-voiceprinted from the recording
+- enrolment-voiceprints  matched enrolled people keep their enrolment voiceprint, not one taken from the recording (the default)
 
 A switch removed only at inference measures what the trained model relies on, not what a model
 trained without it would reach; training-time ablations need `speakerlm train --no-...`.
@@ -29,7 +29,7 @@ from speakerlm.transcribe import TranscribeOptions
 
 ENGINE = {"full": {}, "no-presence": {}, "no-stream": {}, "no-discovery": dict(discover_speakers=False),
           "posthoc": dict(discover_speakers=False, naming="posthoc"),
-          "from-recording": dict(enrolled_from_recording=True)}
+          "enrolment-voiceprints": dict(enrolled_from_recording=False)}
 MODEL = {"no-presence": dict(slot_presence=False), "no-stream": dict(frame_speaker_stream=False, slot_presence=False)}
 
 

@@ -135,9 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "voiceprint similarity (the baseline)")
     t.add_argument("--retrieval-k", type=int, default=8,
                    help="speakerlm: at most this many enrolled voices in each window's prompt (default 8)")
-    t.add_argument("--enrolled-from-recording", action="store_true",
+    t.add_argument("--enrolled-from-recording", action=argparse.BooleanOptionalAction, default=True,
                    help="speakerlm: register an enrolled person found in the recording with a voiceprint of their "
-                        "voice in this recording (names still come from the enrolment audio)")
+                        "voice in this recording (names still come from the enrolment audio; default on)")
     t.add_argument("--num-speakers", type=int, help="the number of speakers, when known")
     t.add_argument("--min-speakers", type=int, help="at least this many speakers")
     t.add_argument("--max-speakers", type=int, help="at most this many speakers")

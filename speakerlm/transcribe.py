@@ -42,7 +42,10 @@ class TranscribeOptions:
     discover_speakers: bool = True  # speakerlm: cluster the recording first, register unenrolled voices
     naming: str = "pointer"  # speakerlm: "pointer" (registration in the prompt) or "posthoc" (baseline)
     retrieval_k: int = 8  # speakerlm: at most this many registered voices in a window's prompt
-    enrolled_from_recording: bool = False  # speakerlm: re-voiceprint matched enrolled people from the recording
+    # speakerlm: matched enrolled people are registered with a voiceprint of their voice in this recording
+    # (same room and microphone as the frame stream hears): Match saWER 82.0 → 77.8 on 8 dev clips,
+    # 33.3 → 20.0 on the real-speech conversation
+    enrolled_from_recording: bool = True
     progress: bool = False  # progress bar over a recording's windows
 
 

@@ -67,7 +67,7 @@ def test_speakerlm_engine_options_from_the_command_line(tmp_path):
     partial = lambda: set((cache_dir() / "partial").glob("*.jsonl"))
     before = partial()
     base = ["transcribe", str(EXAMPLE), "--engine", "speakerlm", "--speaker", f"Alice={REPO}/examples/alice.wav"]
-    for extra in (["--retrieval-k", "1", "--beams", "2", "--enrolled-from-recording"], ["--no-speaker-discovery", "--naming", "posthoc"],
+    for extra in (["--retrieval-k", "1", "--beams", "2", "--no-enrolled-from-recording"], ["--no-speaker-discovery", "--naming", "posthoc"],
                   ["--num-speakers", "2", "--format", "rttm", "--output-dir", str(tmp_path)]):
         proc = run(*base, *extra)
         assert proc.returncode == 0, proc.stderr
