@@ -20,6 +20,7 @@ import numpy as np
 
 from speakerlm.audio import SAMPLE_RATE
 from speakerlm.labels import ANONYMOUS
+from speakerlm.memory import return_freed_memory
 from speakerlm.transcribe import Engine, Enrolled, TranscribeOptions
 from speakerlm.turns import Turn
 from speakerlm.vad import Region, group_regions, speech_regions
@@ -183,6 +184,7 @@ class Diarizer:
         for r in regions:
             piece = wave[int(r.start * SAMPLE_RATE) : int(r.end * SAMPLE_RATE)]
             e, t = self.encoder.embed_windows(piece, cfg.window_s, cfg.hop_s)
+            return_freed_memory()
             embs.append(e)
             times.append(t + r.start)
         n_frames = int(np.ceil(wave.size / SAMPLE_RATE * FRAME_RATE))
@@ -224,6 +226,7 @@ class Cascade(Engine):
         for w in group_regions(regions, ASR_WINDOW_SECONDS):
             piece = wave[int(w.start * SAMPLE_RATE) : int(w.end * SAMPLE_RATE)]
             words += transcribe_words(self.model, self.processor, piece, self.options.language, offset=w.start)
+            return_freed_memory()  # memory flat in the recording's length (memory.py)
         clusters = [word_speaker(w, frames) for w in words]
         named = match_names(centroids, enrolled.voiceprints, self.config.match_threshold)
         anonymous: dict[int, str] = {}

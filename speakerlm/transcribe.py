@@ -21,6 +21,7 @@ import numpy as np
 from speakerlm.audio import SAMPLE_RATE, duration, load_audio, Pathlike
 from speakerlm.errors import UserError
 from speakerlm.labels import ANONYMOUS
+from speakerlm.memory import return_freed_memory
 from speakerlm.timing import time_turns
 from speakerlm.turns import Turn
 from speakerlm.whisper import ASR_WINDOW_SECONDS, DEFAULT_WHISPER, load_whisper, transcribe_window
@@ -170,6 +171,7 @@ class SpeakerLMEngine(Engine):
             else:
                 piece = wave[int(window.start * SAMPLE_RATE) : int(window.end * SAMPLE_RATE)]
                 found = self.transcribe_window(piece, voices)
+                return_freed_memory()  # memory flat in the recording's length (memory.py)
                 inside = [Region(max(r.start, window.start), min(r.end, window.end)) for r in regions
                           if r.end > window.start and r.start < window.end] or [window]
                 new: dict[str, str] = {}  # window-local anonymous label → recording-wide label
