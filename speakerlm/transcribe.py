@@ -108,6 +108,7 @@ class SpeakerLMEngine(Engine):
     # the bundled model was trained on 10–25 s clips; on whole 40–50 s dev clips an earlier checkpoint
     # (step 200) reached only WER 92 %, so windows stay near the training length
     WINDOW_SECONDS = 20.0
+    LOCAL_SECONDS = 2.0  # a discovered voice heard this long in a window gets a voiceprint from there
 
     def __init__(self, options: TranscribeOptions):
         from speakerlm.cascade import Diarizer
@@ -170,7 +171,7 @@ class SpeakerLMEngine(Engine):
                 timed, new_voices = done[i]
             else:
                 piece = wave[int(window.start * SAMPLE_RATE) : int(window.end * SAMPLE_RATE)]
-                found = self.transcribe_window(piece, voices)
+                found = self.transcribe_window(piece, self._window_voiceprints(voices, clusters, window, wave, frames))
                 return_freed_memory()  # memory flat in the recording's length (memory.py)
                 inside = [Region(max(r.start, window.start), min(r.end, window.end)) for r in regions
                           if r.end > window.start and r.start < window.end] or [window]
@@ -199,6 +200,25 @@ class SpeakerLMEngine(Engine):
         if opt.naming == "posthoc":
             turns = _name_after(turns, wave, enrolled, self.encoder, self.diarizer.config.match_threshold)
         return _renumber_anonymous(turns)
+
+    def _window_voiceprints(self, voices: dict[str, np.ndarray], clusters: dict[str, int], window, wave: np.ndarray,
+                            frames: Optional[np.ndarray]) -> dict[str, np.ndarray]:
+        """The registered voices for one window: a discovered voice that speaks ≥ LOCAL_SECONDS in this
+        window is registered with a voiceprint of *this window's* audio of it (labels stay
+        recording-wide; the voiceprint follows the voice as it is here), others keep theirs."""
+        from speakerlm.cascade import FRAME_RATE
+
+        if frames is None or not self.LOCAL_SECONDS:
+            return voices
+        a, b = int(window.start * FRAME_RATE), int(np.ceil(window.end * FRAME_RATE))
+        local_frames, local_wave = frames[a:b], wave[int(a / FRAME_RATE * SAMPLE_RATE) : int(b / FRAME_RATE * SAMPLE_RATE)]
+        out = dict(voices)
+        for label, k in clusters.items():
+            # an enrolled person's voiceprint is replaced only where the user allowed it from the recording
+            key = label if label in voices and (label.startswith("~") or self.options.enrolled_from_recording) else None
+            if key is not None and (local_frames == k).sum() >= self.LOCAL_SECONDS * FRAME_RATE:
+                out[key] = self._cluster_voiceprint(local_wave, local_frames, k, voices[key])
+        return out
 
     def _cluster_voiceprint(self, wave: np.ndarray, frames: np.ndarray, k: int, centroid: np.ndarray) -> np.ndarray:
         """A discovered voice's voiceprint made the way enrolment makes one (the model was trained on

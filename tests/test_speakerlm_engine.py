@@ -105,3 +105,26 @@ def test_interrupted_run_resumes_from_its_last_window(engine, prints, tmp_path, 
     monkeypatch.setattr(engine, "transcribe_window", lambda *a: calls.append(1) or real(*a))
     again = engine.transcribe(wave, Enrolled(dict(prints)), state=state)
     assert again == full and len(calls) == len(lines) - 1
+
+
+def test_a_voice_heard_in_a_window_is_registered_with_its_voice_there(engine, prints):
+    import numpy as np
+
+    from speakerlm.cascade import FRAME_RATE
+    from speakerlm.vad import Region
+
+    wave = load_audio(EX / "meeting.wav")
+    frames = np.full(int(wave.size / 16000 * FRAME_RATE), -1)
+    frames[: 3 * FRAME_RATE] = 0  # voice 0: 3 s inside the window
+    frames[3 * FRAME_RATE : 4 * FRAME_RATE] = 1  # voice 1: 1 s, too little to voiceprint
+    frames[4 * FRAME_RATE : 7 * FRAME_RATE] = 2  # Alice (enrolled), 3 s
+    voices = {"~spk 0": prints["Bob"], "~spk 1": prints["Bob"], "Alice": prints["Alice"]}
+    clusters = {"~spk 0": 0, "~spk 1": 1, "Alice": 2}
+    window = Region(0.0, 10.0)
+    local = engine._window_voiceprints(voices, clusters, window, wave, frames)
+    assert not np.allclose(local["~spk 0"], voices["~spk 0"])  # replaced by the window's own audio
+    assert np.array_equal(local["~spk 1"], voices["~spk 1"])
+    assert not np.allclose(local["Alice"], voices["Alice"])  # enrolled_from_recording is on by default
+    strict = SpeakerLMEngine.__new__(SpeakerLMEngine)
+    strict.__dict__.update(engine.__dict__, options=TranscribeOptions(engine="speakerlm", enrolled_from_recording=False))
+    assert np.array_equal(strict._window_voiceprints(voices, clusters, window, wave, frames)["Alice"], voices["Alice"])
