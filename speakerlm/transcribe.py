@@ -93,7 +93,10 @@ class SpeakerLMEngine(Engine):
        transcribed in the model's registration mode, with recording-wide labels: consistent over an
        hour, and the speaker-count hints (--num-speakers …) apply.
     2. Each window gets at most `retrieval_k` registered voices: those whose voiceprint best matches
-       the window's frame speaker stream, so thousands of enrolled people keep the prompt short.
+       the window's frame speaker stream, so thousands of enrolled people keep the prompt short. A
+       discovered voice heard ≥ LOCAL_SECONDS in the window is registered with a voiceprint of its
+       audio *in that window* (`_window_voiceprints`): the label stays recording-wide, the voiceprint
+       follows the voice as it sounds there.
     3. A voice the model hears but nobody registered gets a window-local `spk j` from the model; it
        becomes a new recording-wide label, registered for later windows with a voiceprint from the
        audio given to it (design.md, Long recordings).
