@@ -37,6 +37,7 @@ for i in range(4):
         ref.append(Turn(spk, text, t, t + w.size / SAMPLE_RATE)); wave += [w, gap]; t += w.size / SAMPLE_RATE + 0.4
 wave = np.concatenate(wave)
 speakers = {'Reader': [str(D / 'librivox' / f'{L[4]}.wav')], 'Caller': [str(D / 'cards' / f'{C[4]}.wav')]}
+held_out = [Turn('Reader', lib[u], i, i + 1.0) for i, u in enumerate(L)]  # the never-trained voice, utterance by utterance
 print(f'{t:.1f} s, {len(ref)} turns')
 for engine in args.engines.split(','):
     extra = dict(model=args.model, enrolled_from_recording=args.enrolled_from_recording) if engine == 'speakerlm' else {}
@@ -48,7 +49,6 @@ for engine in args.engines.split(','):
         a = aggregate([score_clip(ref, hyp, registered=mode == 'match')])
         print(engine, mode, {k: round(a[k], 2) for k in ('wer', 'cpwer', 'sawer') if a.get(k) is not None})
         print('   ', ' | '.join(f'{h.speaker}: {h.text}' for h in hyp)[:400])
-    held_out = [Turn('Reader', lib[u], i, i + 1.0) for i, u in enumerate(L)]
     said = [Turn('Reader', ' '.join(h.text for h in tr.transcribe(D / 'librivox' / f'{u}.wav').turns), i, i + 1.0)
             for i, u in enumerate(L)]
     print(engine, 'held-out voice WER', round(error_rate_percent(wer(held_out, said)), 2))

@@ -211,7 +211,7 @@ class SpeakerLMEngine(Engine):
         recording-wide; the voiceprint follows the voice as it is here), others keep theirs."""
         from speakerlm.cascade import FRAME_RATE
 
-        if frames is None or not self.LOCAL_SECONDS:
+        if frames is None:  # no speaker discovery: nothing known of who speaks where
             return voices
         a, b = int(window.start * FRAME_RATE), int(np.ceil(window.end * FRAME_RATE))
         local_frames, local_wave = frames[a:b], wave[int(a / FRAME_RATE * SAMPLE_RATE) : int(b / FRAME_RATE * SAMPLE_RATE)]

@@ -99,8 +99,8 @@ def test_export_mixes_the_llm_with_the_pretrained_one(tmp_path):
     from speakerlm.train import export
     from speakerlm.transcribe import bundled_model
 
-    trained = SpeakerLM.load(bundled_model()).trainable_state_dict()
-    pretrained = SpeakerLM(SpeakerLM.load(bundled_model()).config).state_dict()
+    model = SpeakerLM.load(bundled_model())
+    trained, pretrained = model.trainable_state_dict(), SpeakerLM(model.config).state_dict()
     mixed = SpeakerLM.load(export(bundled_model(), tmp_path / "half", half=False, llm_alpha=0.5)).trainable_state_dict()
     layer = "backbone.decoder.layers.0.fc1.weight"
     assert not torch.equal(trained[layer], pretrained[layer])
