@@ -249,6 +249,9 @@ class SpeakerLM(nn.Module):
             with torch.no_grad():
                 self.presence.weight.copy_(torch.tensor([[4.0, 4.0]]))
                 self.presence.bias.fill_(-3.0)
+        # tensors an earlier curriculum stage trained that this stage keeps frozen (stage 3 freezes the
+        # decoder that stage 2 trained): still saved, or a stage-3 checkpoint would lose stage 2's work
+        self.carried: set[str] = set()
         self._set_trainable()
 
     # ------------------------------------------------------------ trainable parts
@@ -277,9 +280,28 @@ class SpeakerLM(nn.Module):
                 p.requires_grad_(cfg.train_llm and not name.startswith("embed_tokens"))
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Only what training changed: the checkpoint holds these, never the pretrained weights."""
-        names = {n for n, p in self.named_parameters() if p.requires_grad}
+        """Only what training changed (this stage or an earlier one): the checkpoint holds these, never
+        the pretrained weights."""
+        names = {n for n, p in self.named_parameters() if p.requires_grad} | self.carried
         return {n: t.detach().clone() for n, t in self.state_dict().items() if n in names}
+
+    def load_trained(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Load trained tensors, possibly saved by a model of another stage: a plain weight becomes the
+        base layer of the LoRA adapter that wraps it here (stage 4 adds LoRA to stage 2's decoder)."""
+        own = self.state_dict()
+        renamed = {}
+        for name, t in tensors.items():
+            if name not in own and name.endswith(".weight") and name[:-7] + ".base_layer.weight" in own:
+                name = name[:-7] + ".base_layer.weight"
+            elif name not in own and name.endswith(".bias") and name[:-5] + ".base_layer.bias" in own:
+                name = name[:-5] + ".base_layer.bias"
+            renamed[name] = t
+        unexpected = set(renamed) - set(own)
+        if unexpected:
+            raise ValueError(f"trained tensors this model does not have: {sorted(unexpected)[:3]}")
+        self.load_state_dict(renamed, strict=False)
+        trainable = {n for n, p in self.named_parameters() if p.requires_grad}
+        self.carried |= set(renamed) - trainable
 
     def mix_llm_with_pretrained(self, alpha: float) -> None:
         """Weight-space ensemble of the fine-tuned LLM with the pretrained one it started from (WiSE-FT,
@@ -309,6 +331,9 @@ class SpeakerLM(nn.Module):
 
     def _memory(self, ex: Example) -> torch.Tensor:
         audio = ex.audio
+        if audio.dim() == 3:  # log-mel windows: the encoder is being trained (stages 3–4), run it here
+            frames = ex.frame_speaker.shape[0] if ex.frame_speaker is not None else audio.shape[0] * 1500
+            audio = self.encode_audio(audio, frames)
         if self.config.frame_speaker_stream and ex.frame_speaker is not None:
             stream = self.frame_projector(self.speaker_projector(ex.frame_speaker))
             audio = audio + self.frame_gate * stream
@@ -566,7 +591,7 @@ class SpeakerLM(nn.Module):
         unexpected = set(trained) - set(model.state_dict())
         if missing or unexpected:
             raise ValueError(f"{path}: checkpoint does not fit its config (missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
-        model.load_state_dict(trained, strict=False)
+        model.load_trained(trained)
         return model.eval()
 
 

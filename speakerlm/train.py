@@ -91,7 +91,15 @@ class ClipInputs:
 
     @property
     def cost(self) -> int:
-        return self.audio.shape[0] // 2 + sum(len(t.text) for t in self.reference) // 4
+        frames = self.frame_speaker.shape[0]  # audio may be encoder states or log-mel windows
+        return frames // 2 + sum(len(t.text) for t in self.reference) // 4
+
+
+def feature_cache(root: Path, dataset: Path, config: SpeakerLMConfig) -> Path:
+    """Where a dataset's cached inputs live: one folder per encoder, speaker encoder and input kind, so
+    a GE2E run never reads CAM++ streams and a stage-3 run (encoder trained) reads log-mels, not states."""
+    kind = "mel" if config.train_encoder else "states"
+    return root / f"{dataset.name}-{config.whisper.replace('/', '_')}-{config.speaker_encoder}-{kind}"
 
 
 def prepare_inputs(model: SpeakerLM, clips, cache: Path, progress: bool = True) -> list[ClipInputs]:
@@ -121,12 +129,19 @@ def prepare_inputs(model: SpeakerLM, clips, cache: Path, progress: bool = True) 
     for clip in tqdm(clips, desc="model inputs", disable=not progress):
         path = cache / f"{clip.id}.safetensors"
         if not path.exists():
+            tensors = _reusable_inputs(cache, clip.id)
             wave = clip.audio.load()
             frames = n_frames(wave)
-            with torch.no_grad():
-                audio = model.encode_audio(log_mel_windows(processor, wave), frames)
-            tensors = {"audio": audio.contiguous(), "frame_speaker": frame_speaker_stream(encoder, wave, frames)}
-            tensors.update({f"spk/{s}": voiceprint(v) for s, v in clip.enrolment.items()})
+            if "audio" not in tensors:
+                mel = log_mel_windows(processor, wave)
+                if model.config.train_encoder:  # the encoder runs inside the training step
+                    tensors["audio"] = mel.contiguous()
+                else:
+                    with torch.no_grad():
+                        tensors["audio"] = model.encode_audio(mel, frames).contiguous()
+            if "frame_speaker" not in tensors:
+                tensors["frame_speaker"] = frame_speaker_stream(encoder, wave, frames)
+                tensors.update({f"spk/{s}": voiceprint(v) for s, v in clip.enrolment.items()})
             with atomic_path(path) as tmp:
                 save_file(tensors, str(tmp))
         t = load_file(str(path))
@@ -134,6 +149,27 @@ def prepare_inputs(model: SpeakerLM, clips, cache: Path, progress: bool = True) 
                               {k[4:]: v for k, v in t.items() if k.startswith("spk/")},
                               {}))
     return out
+
+
+def _reusable_inputs(cache: Path, clip_id: str) -> dict[str, torch.Tensor]:
+    """Tensors of this clip already cached for another run kind of the same dataset and Whisper: the
+    audio input if the kind (states / mel) matches, the speaker tensors if the speaker encoder does.
+    Saves recomputing CAM++ streams when stage 3 starts, or encoder states for a GE2E ablation."""
+    from safetensors.torch import load_file
+
+    prefix, speaker_encoder, kind = cache.name.rsplit("-", 2)
+    found: dict[str, torch.Tensor] = {}
+    for sibling in sorted(cache.parent.glob(f"{prefix}-*-*")):
+        file = sibling / f"{clip_id}.safetensors"
+        if sibling == cache or not file.exists() or sibling.name.rsplit("-", 2)[0] != prefix:
+            continue
+        _, other_encoder, other_kind = sibling.name.rsplit("-", 2)
+        t = load_file(str(file))
+        if other_kind == kind and "audio" not in found:
+            found["audio"] = t["audio"]
+        if other_encoder == speaker_encoder and "frame_speaker" not in found:
+            found.update({k: v for k, v in t.items() if k != "audio"})
+    return found
 
 
 def distractor_pool(clips: list[ClipInputs]) -> list[ClipInputs]:
@@ -221,7 +257,7 @@ def evaluate_dev(model: SpeakerLM, clips: list[ClipInputs], seed: int = 0) -> di
     for clip in clips:
         for mode in scores:
             ex = make_example(clip, mode, rng)
-            hyp = model.generate(ex, max_new_tokens=int(40 + 8 * clip.audio.shape[0] / 50))
+            hyp = model.generate(ex, max_new_tokens=int(40 + 8 * clip.frame_speaker.shape[0] / 50))
             scores[mode].append(score_clip(ex.turns, hyp, registered=mode == "match"))
     model.train()
     no, match = aggregate(scores["no"]), aggregate(scores["match"])
@@ -285,11 +321,15 @@ def train(cfg: TrainConfig, data: Path | list[Path], out: Path, dev: Optional[Pa
         model = SpeakerLM(cfg.model)
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str) + "\n")
 
+    # cached encoder states are the pretrained encoder's; a model whose encoder an earlier stage trained
+    # (and this one freezes) needs its own
+    encoder_trained = any(n.startswith(("backbone.encoder.", "audio_encoder.")) for n in model.carried)
+    features = out / "features" if encoder_trained and not cfg.model.train_encoder else out.parent / "features"
     inputs = []
     with accelerator.main_process_first():  # the main process fills the feature cache, the others read it
         for path in [data] if isinstance(data, Path) else data:
             clips = load_dataset(path)[:limit]
-            inputs += prepare_inputs(model, clips, out.parent / "features" / path.name,
+            inputs += prepare_inputs(model, clips, feature_cache(features, path, cfg.model),
                                      progress=accelerator.is_main_process)
     if accelerator.device.type != "cpu":
         # the model builds prompts and labels from fresh tensors: let them, and the cached inputs, live
@@ -299,8 +339,8 @@ def train(cfg: TrainConfig, data: Path | list[Path], out: Path, dev: Optional[Pa
             c.audio, c.frame_speaker = c.audio.to(accelerator.device), c.frame_speaker.to(accelerator.device)
             c.voiceprints = {k: v.to(accelerator.device) for k, v in c.voiceprints.items()}
     inputs = distractor_pool(inputs)  # distractors from every dataset's speakers
-    dev_inputs = prepare_inputs(model, load_dataset(dev)[: cfg.eval_clips], out.parent / "features" / dev.name,
-                                progress=False) if dev else []
+    dev_inputs = prepare_inputs(model, load_dataset(dev)[: cfg.eval_clips],
+                                feature_cache(features, dev, cfg.model), progress=False) if dev else []
 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr_start, weight_decay=cfg.weight_decay)
@@ -359,7 +399,7 @@ def train(cfg: TrainConfig, data: Path | list[Path], out: Path, dev: Optional[Pa
 def _with_config(model: SpeakerLM, config: SpeakerLMConfig) -> SpeakerLM:
     """Carry trained tensors into a model whose trainable parts follow `config` (the next stage)."""
     fresh = SpeakerLM(config)
-    fresh.load_state_dict(model.state_dict(), strict=False)
+    fresh.load_trained(model.trainable_state_dict())
     return fresh
 
 

@@ -108,3 +108,37 @@ def test_export_mixes_the_llm_with_the_pretrained_one(tmp_path):
     assert torch.equal(mixed["pointer_key.weight"], trained["pointer_key.weight"])  # heads stay as trained
     with pytest.raises(UserError, match="not a SpeakerLM checkpoint"):
         export(tmp_path, tmp_path / "x")
+
+
+def test_curriculum_stages_train_the_encoder_and_keep_earlier_stages(corpus, tmp_path):
+    """Stage 3 really trains the Whisper encoder (it runs inside the step on cached log-mels), and each
+    stage's checkpoint keeps what earlier stages trained: stage 3 freezes stage 2's decoder, stage 4
+    wraps it in LoRA; neither may fall back to the pretrained decoder."""
+    from safetensors.torch import load_file
+
+    from speakerlm.model import SpeakerLM
+
+    common = dict(warmup_steps=1, save_every=2, eval_every=0, token_budget=400, lr_peak=1e-3)
+    base = TrainConfig()
+    s2 = train(stage_config(base, 2, model={"train_llm": True}, steps=2, **common), corpus.root, tmp_path / "s2")
+    s3 = train(stage_config(base, 3, steps=2, **common), corpus.root, tmp_path / "s3", init=s2)
+    s4 = train(stage_config(base, 4, model={"lora_rank": 4}, steps=2, **common), corpus.root, tmp_path / "s4", init=s3)
+    mel_dir, states_dir = (tmp_path / "features" / f"{corpus.root.name}-tiny.en-campp-{k}" for k in ("mel", "states"))
+    clip = sorted(mel_dir.glob("*.safetensors"))[0]
+    mel, states = load_file(str(clip)), load_file(str(states_dir / clip.name))
+    assert mel["audio"].dim() == 3 and states["audio"].dim() == 2  # stages 3-4 cache log-mels…
+    assert torch.equal(mel["frame_speaker"], states["frame_speaker"])  # …and reuse stage 2's speaker stream
+
+    layer = "backbone.decoder.layers.0.fc1.weight"
+    enc = "backbone.encoder.layers.0.fc1.weight"
+    pretrained = SpeakerLM(base.model).state_dict()
+    t2, t3, t4 = (load_file(str(p / "trained.safetensors")) for p in (s2, s3, s4))
+    assert enc not in t2 and not torch.equal(t3[enc], pretrained[enc])  # the encoder moved in stage 3
+    assert torch.equal(t3[layer], t2[layer])  # stage 3 kept stage 2's decoder, frozen
+    lora_base = layer.replace(".weight", ".base_layer.weight").replace("fc1", "self_attn.q_proj")
+    q = "backbone.decoder.layers.0.self_attn.q_proj.weight"
+    assert torch.equal(t4[lora_base], t2[q]) and torch.equal(t4[layer], t2[layer])  # LoRA wraps stage 2's weights
+    assert any("lora_B" in k and t4[k].abs().sum() > 0 for k in t4)  # and its adapter trained
+    assert not torch.equal(t4[enc], t3[enc])
+    reloaded = SpeakerLM.load(s4).state_dict()
+    assert torch.equal(reloaded[lora_base], t2[q])
