@@ -2,7 +2,7 @@
 (transcription only, from the JSON's run metadata) and peak memory (GNU time's max RSS of the whole
 command, model loading included). Each run is a fresh process, as a user's would be.
 
-    .venv/bin/python benchmarks/transcribe_long.py FILE... [--engines speakerlm,cascade] [--threads 1]
+    .venv/bin/python benchmarks/transcribe_long.py FILE... [--engines speakerlm,cascade] [--threads 1] [--int8]
 
 Make long recordings with the simulator, e.g. a 10-minute and a 60-minute meeting of 4 speakers:
     speakerlm simulate --out data/long10 --conversations 1 --split test --speakers 4-4 --duration 600-600
@@ -22,13 +22,13 @@ from pathlib import Path
 import soundfile as sf
 
 
-def run_once(audio: Path, engine: str, threads: int) -> dict:
+def run_once(audio: Path, engine: str, threads: int, extra: list[str] = ()) -> dict:
     time_bin = shutil.which("time") or "/usr/bin/time"
     if not Path(time_bin).exists():
         sys.exit("GNU time is needed (apt-get install time)")
     with tempfile.TemporaryDirectory() as out:
         cmd = [time_bin, "-f", "%M %e", sys.executable, "-m", "speakerlm", "transcribe", str(audio),
-               "--engine", engine, "--format", "json", "--output-dir", out]
+               "--engine", engine, "--format", "json", "--output-dir", out, *extra]
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         done = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if done.returncode != 0:
@@ -43,13 +43,15 @@ def main() -> None:
     parser.add_argument("files", nargs="+", type=Path)
     parser.add_argument("--engines", default="speakerlm,cascade")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--int8", action="store_true", help="speakerlm with int8 decoder weights")
     args = parser.parse_args()
     rows = ["| engine | audio | duration | wall s | transcription s | RTF | peak RSS MB |", "|---|---|---:|---:|---:|---:|---:|"]
     for engine in args.engines.split(","):
         for audio in args.files:
             seconds = sf.info(str(audio)).duration
-            r = run_once(audio, engine, args.threads)
-            rows.append(f"| {engine} | {audio.name} | {seconds / 60:.1f} min | {r['wall_s']:.0f} | {r['seconds']:.0f} | "
+            extra = ["--int8"] if args.int8 and engine == "speakerlm" else []
+            r = run_once(audio, engine, args.threads, extra)
+            rows.append(f"| {engine}{' int8' if extra else ''} | {audio.name} | {seconds / 60:.1f} min | {r['wall_s']:.0f} | {r['seconds']:.0f} | "
                         f"{r['rtf']:.3f} | {r['rss_mb']:.0f} |")
             print(rows[-1], flush=True)
     print("\n".join(rows))

@@ -600,7 +600,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit {args.limit}: give at least 1")
     base = TranscribeOptions(whisper=args.whisper, language=args.language, speaker_encoder=args.speaker_encoder,
-                             model=args.model)
+                             model=args.model, int8=args.int8)
     systems = [as_system(s, base) for s in systems]  # unknown names fail before the data is read
     clips = load_dataset(args.data, args.format, audio_dir=args.audio_dir, stm=args.stm, enrolment=args.enrolment,
                          clip_seconds=args.clip_seconds, speaker_scope=args.speaker_ids)
@@ -656,6 +656,7 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
     e.add_argument("--num-speakers-oracle", action="store_true", help="tell each system the reference speaker count")
     e.add_argument("--whisper", default="tiny.en", help="Whisper model of the systems (default tiny.en)")
     e.add_argument("--model", help="SpeakerLM checkpoint for the speakerlm system (default: the bundled one)")
+    e.add_argument("--int8", action="store_true", help="speakerlm system with int8 decoder weights (faster)")
     e.add_argument("--language", default="en", help="language code for multilingual Whisper (default en)")
     e.add_argument("--score-language", choices=("en", "zh"),
                    help="scoring tokens: en words or zh characters (default from --language)")

@@ -321,6 +321,30 @@ class SpeakerLM(nn.Module):
             mixed[name] = base + alpha * (weight - base)
         self.load_state_dict(mixed, strict=False)
 
+    def quantize_for_inference(self, parts: tuple[str, ...] = ("decoder", "proj_out")) -> "SpeakerLM":
+        """int8 weights (dynamic quantization, fbgemm) for the backbone's Linear layers, inference only.
+        Why: decoding one token reads Whisper's 51,864 × 384 output layer (80 MB in float32); at batch 1
+        that is memory-bound, and int8 reads a quarter of it (measured 11.3 → 3.3 ms per token, one
+        thread). torch.ao's eager API is deprecated for torchao, which does not install here."""
+        import warnings
+
+        from torch.ao.quantization import quantize_dynamic
+
+        modules = {"encoder": "encoder", "decoder": "decoder", "proj_out": "proj_out"}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for part in parts:
+                if self.config.backbone != "whisper":
+                    raise ValueError("int8 inference is implemented for the Whisper backbone only")
+                name = modules[part]
+                module = getattr(self.backbone, name)
+                if isinstance(module, nn.Linear):  # quantize_dynamic swaps children, so wrap a bare Linear
+                    module = quantize_dynamic(nn.Sequential(module), {nn.Linear}, dtype=torch.qint8)[0]
+                else:
+                    module = quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8)
+                setattr(self.backbone, name, module)
+        return self.eval()
+
     # ------------------------------------------------------------ inputs
     def encode_audio(self, mel: torch.Tensor, frames: int) -> torch.Tensor:
         """Log-mel windows (W, n_mels, 3000) → encoder states (frames, d_enc)."""

@@ -197,3 +197,16 @@ def test_a_turn_that_repeats_an_earlier_one_ends_the_transcript():
     assert _until_repeated(turns) == turns[:2]
     talk = [Turn("A", "Yes."), Turn("B", "Yes."), Turn("A", "We meet at noon."), Turn("B", "At noon, then we eat.")]
     assert _until_repeated(talk) == talk  # short replies and partial echoes are real conversation
+
+
+def test_int8_inference_writes_the_same_transcripts(trained_whisper, tmp_path):
+    """Quantized decoder and output layer: the overfit transcripts come out unchanged, from int8 weights."""
+    model, batch, _ = trained_whisper
+    model.save(tmp_path / "ckpt")
+    quick = SpeakerLM.load(tmp_path / "ckpt").quantize_for_inference(("encoder", "decoder", "proj_out"))
+    from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
+
+    assert isinstance(quick.backbone.proj_out, Int8Linear) and isinstance(quick.backbone.decoder.layers[0].fc1, Int8Linear)
+    assert isinstance(quick.backbone.encoder.layers[0].fc1, Int8Linear)
+    for ex in batch[:2]:
+        assert quick.generate(ex) == model.generate(ex)
