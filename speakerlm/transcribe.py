@@ -14,7 +14,7 @@ import sys
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 
@@ -148,6 +148,7 @@ class SpeakerLMEngine(Engine):
         from speakerlm.vad import Region, group_regions, speech_regions
 
         opt = self.options
+        self._embeddings: dict[tuple[int, int], np.ndarray] = {}  # see _embed_once
         regions = speech_regions(wave)
         # registered voices by prompt name; recording-wide anonymous voices are "~spk k", a name the
         # model cannot confuse with the window-local "spk j" labels it writes for unregistered voices
@@ -219,19 +220,21 @@ class SpeakerLMEngine(Engine):
         if frames is None:  # no speaker discovery: nothing known of who speaks where
             return voices
         a, b = int(window.start * FRAME_RATE), int(np.ceil(window.end * FRAME_RATE))
-        local_frames, local_wave = frames[a:b], wave[int(a / FRAME_RATE * SAMPLE_RATE) : int(b / FRAME_RATE * SAMPLE_RATE)]
+        local_frames = frames[a:b]
         out = dict(voices)
         for label, k in clusters.items():
             # an enrolled person's voiceprint is replaced only where the user allowed it from the recording
             key = label if label in voices and (label.startswith("~") or self.options.enrolled_from_recording) else None
             if key is not None and (local_frames == k).sum() >= self.LOCAL_SECONDS * FRAME_RATE:
-                out[key] = self._cluster_voiceprint(local_wave, local_frames, k, voices[key])
+                out[key] = self._cluster_voiceprint(wave, local_frames, k, voices[key], offset=a)
         return out
 
-    def _cluster_voiceprint(self, wave: np.ndarray, frames: np.ndarray, k: int, centroid: np.ndarray) -> np.ndarray:
+    def _cluster_voiceprint(self, wave: np.ndarray, frames: np.ndarray, k: int, centroid: np.ndarray,
+                            offset: int = 0) -> np.ndarray:
         """A discovered voice's voiceprint made the way enrolment makes one (the model was trained on
         those): mean embedding of its longest single-speaker stretches, ≤ 10 s in all; the cluster
-        centroid when no stretch reaches 1 s."""
+        centroid when no stretch reaches 1 s. `frames` may be a window's slice starting at frame
+        `offset` of the recording `wave`."""
         from speakerlm.cascade import FRAME_RATE
 
         mine = np.concatenate([[False], frames == k, [False]])
@@ -241,11 +244,21 @@ class SpeakerLMEngine(Engine):
         for a, b in runs:
             if (b - a) / FRAME_RATE < 1.0 or total >= 10.0:
                 break
-            pieces.append(wave[int(a / FRAME_RATE * SAMPLE_RATE) : int(b / FRAME_RATE * SAMPLE_RATE)])
+            pieces.append(wave[int((offset + a) / FRAME_RATE * SAMPLE_RATE) : int((offset + b) / FRAME_RATE * SAMPLE_RATE)])
             total += (b - a) / FRAME_RATE
         if not pieces:
             return centroid / np.linalg.norm(centroid)
-        return mean_voiceprint(pieces, self.model.config.speaker_encoder)
+        return mean_voiceprint(pieces, embed=self._embed_once)
+
+    def _embed_once(self, piece: np.ndarray) -> np.ndarray:
+        """The speaker encoder's embedding of a piece of the recording, computed once: a window's
+        voiceprint is mostly made of stretches the recording-wide one (or a neighbouring window's)
+        already embedded. Pieces are views into the one recording array, so where they start in memory
+        and their length identify them; the memo is emptied for each recording."""
+        key = (piece.__array_interface__["data"][0], piece.size)
+        if key not in self._embeddings:
+            self._embeddings[key] = self.encoder.embed(piece)
+        return self._embeddings[key]
 
     def transcribe_window(self, piece: np.ndarray, voiceprints: dict[str, np.ndarray]) -> list[Turn]:
         """One window (≤ WINDOW_SECONDS) with the registered voices that best match it → untimed turns."""
@@ -350,16 +363,18 @@ VARIANTS = {
 }
 
 
-def mean_voiceprint(waves: list[np.ndarray], encoder_name: str = "campp") -> np.ndarray:
+def mean_voiceprint(waves: list[np.ndarray], encoder_name: str = "campp",
+                    embed: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> np.ndarray:
     """Voiceprint of one speaker: the L2-normalised mean embedding of ≤ 10 s clips of their audio
-    (paper §5.1: 2–10 s clips, averaged); pieces shorter than 1 s are left out when others exist."""
+    (paper §5.1: 2–10 s clips, averaged); pieces shorter than 1 s are left out when others exist.
+    `embed` replaces the encoder's own (the engine passes a memoised one)."""
     from speakerlm.speaker_encoder import load_speaker_encoder
 
-    encoder = load_speaker_encoder(encoder_name)
+    embed = embed or load_speaker_encoder(encoder_name).embed
     clip = 10 * SAMPLE_RATE
     pieces = [w[i : i + clip] for w in waves for i in range(0, w.size, clip)]
     pieces = [p for p in pieces if p.size >= SAMPLE_RATE] or pieces
-    mean = np.mean([encoder.embed(p) for p in pieces], axis=0)
+    mean = np.mean([embed(p) for p in pieces], axis=0)
     return (mean / np.linalg.norm(mean)).astype(np.float32)
 
 
