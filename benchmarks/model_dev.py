@@ -31,8 +31,7 @@ def dev_inputs(model: SpeakerLM, dev: Path, clips: int, clip_seconds: float, cac
     (the engine's windows are 20 s too), as cached model inputs; distractors are the other dev
     recordings' speakers, plus every speaker of `pool` (to reach N_ov = 100)."""
     # a model whose encoder was trained must encode the audio itself: give it log-mels, not cached states
-    encoder_trained = any(n.startswith(("backbone.encoder.", "audio_encoder.")) for n in model.trainable_state_dict())
-    config = replace(model.config, train_encoder=encoder_trained)
+    config = replace(model.config, train_encoder=model.encoder_trained)
     recordings = {c.id for c in load_dataset(dev)[:clips]}
     pieces = [c for c in load_dataset(dev, clip_seconds=clip_seconds) if c.id.rsplit("-", 1)[0] in recordings]
     inputs = distractor_pool(prepare_inputs(model, pieces, feature_cache(cache_root, dev, config), progress=False))

@@ -282,8 +282,17 @@ class SpeakerLM(nn.Module):
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Only what training changed (this stage or an earlier one): the checkpoint holds these, never
         the pretrained weights."""
-        names = {n for n, p in self.named_parameters() if p.requires_grad} | self.carried
+        names = self._trained_names()
         return {n: t.detach().clone() for n, t in self.state_dict().items() if n in names}
+
+    def _trained_names(self) -> set[str]:
+        return {n for n, p in self.named_parameters() if p.requires_grad} | self.carried
+
+    @property
+    def encoder_trained(self) -> bool:
+        """Whether the audio encoder differs from the packaged one (trained now or in an earlier stage):
+        then encoder states cached from the packaged encoder do not fit this model."""
+        return any(n.startswith(("backbone.encoder.", "audio_encoder.")) for n in self._trained_names())
 
     def load_trained(self, tensors: dict[str, torch.Tensor]) -> None:
         """Load trained tensors, possibly saved by a model of another stage: a plain weight becomes the

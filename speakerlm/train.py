@@ -323,8 +323,7 @@ def train(cfg: TrainConfig, data: Path | list[Path], out: Path, dev: Optional[Pa
 
     # cached encoder states are the pretrained encoder's; a model whose encoder an earlier stage trained
     # (and this one freezes) needs its own
-    encoder_trained = any(n.startswith(("backbone.encoder.", "audio_encoder.")) for n in model.carried)
-    features = out / "features" if encoder_trained and not cfg.model.train_encoder else out.parent / "features"
+    features = out / "features" if model.encoder_trained and not cfg.model.train_encoder else out.parent / "features"
     inputs = []
     with accelerator.main_process_first():  # the main process fills the feature cache, the others read it
         for path in [data] if isinstance(data, Path) else data:
