@@ -59,6 +59,22 @@ def sweep(checkpoint: Path, inputs: list, counts: list[int]) -> dict[int, float]
     return out
 
 
+def plot_sweep(result: dict[int, float], png: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(list(result), list(result.values()), marker="o")
+    ax.set(xlabel="N_ov (distractor speakers registered)", ylabel="saWER %", title=title)
+    ax.title.set_fontsize(8)
+    ax.set_ylim(0, max(100, max(result.values()) + 5))
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+
+
 def evaluate(checkpoint: Path, dev: Path, clips: int, distractors: int, cache_root: Path,
              int8: tuple[str, ...] = (), clip_seconds: float = 20.0) -> dict:
     model = SpeakerLM.load(checkpoint)
@@ -90,6 +106,7 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path("runs/features"), help="feature cache (shared with training)")
     ap.add_argument("--int8", default="", help="comma-separated backbone parts to run in int8: encoder,decoder,proj_out")
     ap.add_argument("--sweep", help="instead: Over-Regist saWER at these N_ov, e.g. 0,10,50,100 (Fig. 5)")
+    ap.add_argument("--plot", type=Path, help="with --sweep: draw saWER against N_ov into this PNG")
     ap.add_argument("--distractor-pool", type=Path, help="dataset whose speakers are added to the distractors")
     ap.add_argument("--out", type=Path, help="append results here as JSON lines")
     args = ap.parse_args()
@@ -100,6 +117,8 @@ def main() -> None:
             inputs = dev_inputs(SpeakerLM.load(checkpoint), args.dev, args.clips, args.clip_seconds, args.cache,
                                 args.distractor_pool)
             result = sweep(checkpoint, inputs, [int(n) for n in args.sweep.split(",")])
+            if args.plot:
+                plot_sweep(result, args.plot, f"{checkpoint}: the model alone, {args.clips} dev recordings")
             if args.out:
                 with args.out.open("a") as f:
                     f.write(json.dumps({"model": str(checkpoint), "sweep": result, "clips": args.clips}) + "\n")

@@ -180,12 +180,20 @@ def distractor_pool(clips: list[ClipInputs]) -> list[ClipInputs]:
     return clips
 
 
+def draw_names(rng: random.Random, n: int) -> list[str]:
+    """n distinct names; past the pool's size (the Over-Regist sweep to N_ov = 100) two-part names."""
+    if n <= len(NAME_POOL):
+        return rng.sample(NAME_POOL, n)
+    doubled = NAME_POOL + [f"{a} {b}" for a in NAME_POOL for b in NAME_POOL if a != b]
+    return rng.sample(doubled, n)
+
+
 def make_example(clip: ClipInputs, mode: str, rng: random.Random, n_distractors: int = 0) -> Example:
     """One training/eval example in a registration mode: names drawn from the pool, order shuffled."""
     speakers = list(dict.fromkeys(t.speaker for t in clip.reference))
     if mode == "no" or not all(s in clip.voiceprints for s in speakers):
         return Example(clip.audio, clip.frame_speaker, [], target_turns(clip.reference))
-    names = rng.sample(NAME_POOL, len(speakers) + (n_distractors if mode == "over" else 0))
+    names = draw_names(rng, len(speakers) + (n_distractors if mode == "over" else 0))
     rename = dict(zip(speakers, names))
     slots = [(rename[s], clip.voiceprints[s]) for s in speakers]
     if mode == "over":

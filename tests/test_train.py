@@ -2,6 +2,7 @@
 
 import json
 import random
+from dataclasses import replace
 from collections import Counter
 
 import pytest
@@ -50,6 +51,8 @@ def test_over_regist_example_never_names_a_distractor():
         assert len(ex.slots) == 32 and len(set(names)) == 32 and set(names) <= set(NAME_POOL)
         assert spoken <= set(names) and len(spoken) == 2 and ex.turns[0].speaker == ex.turns[2].speaker
     assert [t.speaker for t in make_example(clip, "no", rng).turns] == ["spk 0", "spk 1", "spk 0"]
+    many = make_example(replace(clip, distractors={f"d{i}": emb() for i in range(120)}), "over", rng, n_distractors=100)
+    assert len({n for n, _ in many.slots}) == 102  # the sweep's N_ov = 100 outgrows the name pool
 
 
 @pytest.fixture(scope="module")
