@@ -128,3 +128,17 @@ def test_a_voice_heard_in_a_window_is_registered_with_its_voice_there(engine, pr
     strict = SpeakerLMEngine.__new__(SpeakerLMEngine)
     strict.__dict__.update(engine.__dict__, options=TranscribeOptions(engine="speakerlm", enrolled_from_recording=False))
     assert np.array_equal(strict._window_voiceprints(voices, clusters, window, wave, frames)["Alice"], voices["Alice"])
+
+
+def test_window_voiceprints_only_in_long_recordings(engine, prints, monkeypatch):
+    """A short recording's windows keep the recording-wide voiceprints (made of nearby audio anyway);
+    past LOCAL_AFTER_SECONDS each window gets its own."""
+    wave = load_audio(EX / "meeting.wav")  # 21 s
+    calls = []
+    real = engine._window_voiceprints
+    monkeypatch.setattr(engine, "_window_voiceprints", lambda *a: calls.append(1) or real(*a))
+    engine.transcribe(wave, Enrolled(dict(prints)))
+    assert calls == []
+    monkeypatch.setattr(type(engine), "LOCAL_AFTER_SECONDS", 10.0)
+    engine.transcribe(wave, Enrolled(dict(prints)))
+    assert len(calls) >= 1
