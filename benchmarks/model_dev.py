@@ -43,9 +43,8 @@ def dev_inputs(model: SpeakerLM, dev: Path, clips: int, clip_seconds: float, cac
     return inputs
 
 
-def sweep(checkpoint: Path, inputs: list, counts: list[int]) -> dict[int, float]:
+def sweep(model: SpeakerLM, checkpoint: Path, inputs: list, counts: list[int]) -> dict[int, float]:
     """Over-Regist saWER at each N_ov (0 = Match-Regist): the paper's Fig. 5."""
-    model = SpeakerLM.load(checkpoint)
     out = {}
     for n in counts:
         rng = random.Random(0)
@@ -114,9 +113,9 @@ def main() -> None:
     if args.sweep:
         print("| model | N_ov | saWER |\n|---|---:|---:|")
         for checkpoint in args.checkpoints:
-            inputs = dev_inputs(SpeakerLM.load(checkpoint), args.dev, args.clips, args.clip_seconds, args.cache,
-                                args.distractor_pool)
-            result = sweep(checkpoint, inputs, [int(n) for n in args.sweep.split(",")])
+            model = SpeakerLM.load(checkpoint)
+            inputs = dev_inputs(model, args.dev, args.clips, args.clip_seconds, args.cache, args.distractor_pool)
+            result = sweep(model, checkpoint, inputs, [int(n) for n in args.sweep.split(",")])
             if args.plot:
                 plot_sweep(result, args.plot, f"{checkpoint}: the model alone, {args.clips} dev recordings")
             if args.out:

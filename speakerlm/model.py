@@ -339,19 +339,20 @@ class SpeakerLM(nn.Module):
 
         from torch.ao.quantization import quantize_dynamic
 
-        modules = {"encoder": "encoder", "decoder": "decoder", "proj_out": "proj_out"}
+        if self.config.backbone != "whisper":
+            raise ValueError("int8 inference is implemented for the Whisper backbone only")
+        unknown = set(parts) - {"encoder", "decoder", "proj_out"}
+        if unknown:
+            raise ValueError(f"unknown backbone parts {sorted(unknown)}; choose from encoder, decoder, proj_out")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for part in parts:
-                if self.config.backbone != "whisper":
-                    raise ValueError("int8 inference is implemented for the Whisper backbone only")
-                name = modules[part]
-                module = getattr(self.backbone, name)
+                module = getattr(self.backbone, part)
                 if isinstance(module, nn.Linear):  # quantize_dynamic swaps children, so wrap a bare Linear
                     module = quantize_dynamic(nn.Sequential(module), {nn.Linear}, dtype=torch.qint8)[0]
                 else:
                     module = quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8)
-                setattr(self.backbone, name, module)
+                setattr(self.backbone, part, module)
         return self.eval()
 
     # ------------------------------------------------------------ inputs

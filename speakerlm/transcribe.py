@@ -154,7 +154,7 @@ class SpeakerLMEngine(Engine):
         from speakerlm.vad import Region, group_regions, speech_regions
 
         opt = self.options
-        self._embeddings: dict[tuple[int, int], np.ndarray] = {}  # see _embed_once
+        self._embeddings = {}  # a new recording: nothing embedded yet (_embed_once)
         regions = speech_regions(wave)
         # registered voices by prompt name; recording-wide anonymous voices are "~spk k", a name the
         # model cannot confuse with the window-local "spk j" labels it writes for unregistered voices
@@ -176,6 +176,7 @@ class SpeakerLMEngine(Engine):
             frames, clusters = None, {}
         n_anon = len(centroids) if opt.discover_speakers else 0
         windows = group_regions(regions, self.WINDOW_SECONDS)
+        local = duration(wave) > self.LOCAL_AFTER_SECONDS  # window-local voiceprints (see LOCAL_AFTER_SECONDS)
         done = _read_state(state, len(windows))
         if done:
             print(f"resuming: {len(done)} of {len(windows)} windows already transcribed", file=sys.stderr)
@@ -186,7 +187,6 @@ class SpeakerLMEngine(Engine):
                 timed, new_voices = done[i]
             else:
                 piece = wave[int(window.start * SAMPLE_RATE) : int(window.end * SAMPLE_RATE)]
-                local = duration(wave) > self.LOCAL_AFTER_SECONDS
                 found = self.transcribe_window(
                     piece, self._window_voiceprints(voices, clusters, window, wave, frames) if local else voices)
                 return_freed_memory()  # memory flat in the recording's length (memory.py)
