@@ -124,9 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--speakers-dir", type=Path, help="use every voiceprint in this enrolment folder "
                    "(made by `speakerlm enroll --store DIR`)")
     t.add_argument("--timeline", action="store_true", help="also draw who spoke when as <stem>.png")
-    t.add_argument("--engine", default="cascade", choices=("speakerlm", "cascade", "plain"),
-                   help="speakerlm: the end-to-end model; cascade: VAD → speaker clustering → Whisper "
-                        "(default); plain: Whisper only, one speaker")
+    t.add_argument("--engine", default="speakerlm", choices=("speakerlm", "cascade", "plain"),
+                   help="speakerlm: the end-to-end model (default, the bundled checkpoint); cascade: VAD → "
+                        "speaker clustering → Whisper; plain: Whisper only, one speaker")
     t.add_argument("--model", help="SpeakerLM checkpoint directory (default: the bundled one)")
     t.add_argument("--no-speaker-discovery", action="store_true",
                    help="speakerlm: let the model alone label unenrolled voices (no clustering pass first)")

@@ -31,7 +31,7 @@ from speakerlm.writers import Transcript
 
 @dataclass(frozen=True)
 class TranscribeOptions:
-    engine: str = "cascade"  # which Engine turns audio into turns (see ENGINES)
+    engine: str = "speakerlm"  # which Engine turns audio into turns (see ENGINES): the bundled model by default
     whisper: str = DEFAULT_WHISPER  # "tiny.en", "base", or a local HF Whisper directory
     language: Optional[str] = "en"  # for multilingual Whisper; None = detect
     num_beams: int = 1  # 1 = greedy decoding
@@ -137,6 +137,9 @@ class SpeakerLMEngine(Engine):
             raise UserError(f"{path}: not a SpeakerLM checkpoint (needs config.json and trained.safetensors); "
                             "pass a `speakerlm train` checkpoint folder")
         self.model = SpeakerLM.load(path)
+        if options.whisper != self.model.config.whisper:  # the model is built on its own Whisper
+            raise UserError(f"{path}: this SpeakerLM model is built on Whisper {self.model.config.whisper}, not "
+                            f"{options.whisper}; use --engine cascade (or plain) for another Whisper")
         if options.int8:
             self.model.quantize_for_inference(("decoder", "proj_out"))
         if self.model.config.speaker_encoder != options.speaker_encoder:

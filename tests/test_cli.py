@@ -17,7 +17,7 @@ def run(*args):
     return subprocess.run([sys.executable, "-m", "speakerlm", *args], capture_output=True, text=True, cwd=REPO)
 
 
-@pytest.mark.parametrize("engine", ["speakerlm", "cascade"])  # the demo's (bundled model), the default
+@pytest.mark.parametrize("engine", ["speakerlm", "cascade"])  # the default (bundled model, the demo's), the baseline
 def test_transcribe_example_to_stdout(engine):
     proc = run("transcribe", str(EXAMPLE), "--engine", engine, "--speaker", f"Alice={REPO}/examples/alice.wav",
                "--speaker", f"Bob={REPO}/examples/bob.wav")
@@ -103,6 +103,7 @@ def test_transcribe_options(extra, check, tmp_path):
     (["--num-speakers", "0"], "--num-speakers 0"),
     (["--min-speakers", "3", "--max-speakers", "2"], "above --max-speakers"),
     (["--engine", "speakerlm", "--model", "/nonexistent"], "not a SpeakerLM checkpoint"),
+    (["--whisper", "base"], "built on Whisper tiny.en"),  # the default engine is the bundled model
 ])
 def test_bad_transcribe_options_are_one_line_errors(extra, words):
     proc = run("transcribe", str(EXAMPLE), *extra)
