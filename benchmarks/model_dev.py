@@ -43,16 +43,20 @@ def dev_inputs(model: SpeakerLM, dev: Path, clips: int, clip_seconds: float, cac
     return inputs
 
 
+def score_piece(model: SpeakerLM, clip, mode: str, rng: random.Random, distractors: int):
+    """One piece through the model alone in one registration mode, scored."""
+    ex = make_example(clip, mode, rng, distractors)
+    hyp = model.generate(ex, max_new_tokens=int(40 + 8 * clip.frame_speaker.shape[0] / 50))
+    return score_clip(ex.turns, hyp, registered=mode != "no")
+
+
 def sweep(model: SpeakerLM, checkpoint: Path, inputs: list, counts: list[int]) -> dict[int, float]:
     """Over-Regist saWER at each N_ov (0 = Match-Regist): the paper's Fig. 5."""
     out = {}
     for n in counts:
         rng = random.Random(0)
-        scores = []
-        for clip in tqdm(inputs, desc=f"N_ov={n}", leave=False):
-            ex = make_example(clip, "over" if n else "match", rng, n)
-            hyp = model.generate(ex, max_new_tokens=int(40 + 8 * clip.frame_speaker.shape[0] / 50))
-            scores.append(score_clip(ex.turns, hyp, registered=True))
+        scores = [score_piece(model, clip, "over" if n else "match", rng, n)
+                  for clip in tqdm(inputs, desc=f"N_ov={n}", leave=False)]
         out[n] = aggregate(scores)["sawer"]
         print(f"| {checkpoint} | {n} | {out[n]:.2f} |", flush=True)
     return out
@@ -80,14 +84,12 @@ def evaluate(checkpoint: Path, dev: Path, clips: int, distractors: int, cache_ro
     inputs = dev_inputs(model, dev, clips, clip_seconds, cache_root)
     if int8:
         model.quantize_for_inference(int8)
-    rng = random.Random(0)
+    rng = random.Random(0)  # one stream over clips × modes: the README's figures were drawn this way
     started = time.perf_counter()
     scores = {"no": [], "match": [], "over": []}
     for clip in tqdm(inputs, desc=checkpoint.name, leave=False):
         for mode in scores:
-            ex = make_example(clip, mode, rng, distractors)
-            hyp = model.generate(ex, max_new_tokens=int(40 + 8 * clip.frame_speaker.shape[0] / 50))
-            scores[mode].append(score_clip(ex.turns, hyp, registered=mode != "no"))
+            scores[mode].append(score_piece(model, clip, mode, rng, distractors))
     no, match, over = (aggregate(scores[m]) for m in ("no", "match", "over"))
     return {"model": str(checkpoint), "wer": no["wer"], "cpwer": no["cpwer"], "delta_cp": no["cpwer"] - no["wer"],
             "match_sawer": match["sawer"], "match_delta_sa": match["sawer"] - match["wer"],

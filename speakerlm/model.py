@@ -300,11 +300,9 @@ class SpeakerLM(nn.Module):
         own = self.state_dict()
         renamed = {}
         for name, t in tensors.items():
-            if name not in own and name.endswith(".weight") and name[:-7] + ".base_layer.weight" in own:
-                name = name[:-7] + ".base_layer.weight"
-            elif name not in own and name.endswith(".bias") and name[:-5] + ".base_layer.bias" in own:
-                name = name[:-5] + ".base_layer.bias"
-            renamed[name] = t
+            module, _, kind = name.rpartition(".")  # kind: weight or bias
+            wrapped = f"{module}.base_layer.{kind}"
+            renamed[wrapped if name not in own and wrapped in own else name] = t
         unexpected = set(renamed) - set(own)
         if unexpected:
             raise ValueError(f"trained tensors this model does not have: {sorted(unexpected)[:3]}")

@@ -130,8 +130,9 @@ def prepare_inputs(model: SpeakerLM, clips, cache: Path, progress: bool = True) 
         path = cache / f"{clip.id}.safetensors"
         if not path.exists():
             tensors = _reusable_inputs(cache, clip.id)
-            wave = clip.audio.load()
-            frames = n_frames(wave)
+            if "audio" not in tensors or "frame_speaker" not in tensors:
+                wave = clip.audio.load()
+                frames = n_frames(wave)
             if "audio" not in tensors:
                 mel = log_mel_windows(processor, wave)
                 if model.config.train_encoder:  # the encoder runs inside the training step
