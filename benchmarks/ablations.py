@@ -22,8 +22,10 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from speakerlm import checkpoint
 from speakerlm import evaluate as ev
-from speakerlm.datasets import load_dataset
+from speakerlm.data.datasets import load_dataset
+from speakerlm.engines.speakerlm import SpeakerLMEngineConfig
 from speakerlm.model import SpeakerLM
 from speakerlm.transcribe import TranscribeOptions
 
@@ -31,6 +33,26 @@ ENGINE = {"full": {}, "no-presence": {}, "no-stream": {}, "no-discovery": dict(d
           "posthoc": dict(discover_speakers=False, naming="posthoc"),
           "enrolment-voiceprints": dict(enrolled_from_recording=False)}
 MODEL = {"no-presence": dict(slot_presence=False), "no-stream": dict(frame_speaker_stream=False, slot_presence=False)}
+
+
+def load_with(path, override: dict, original_load=checkpoint.load_model) -> SpeakerLM:
+    """The model folder at `path`, its config changed by `override`: the model is rebuilt from the
+    changed config and given the trained tensors it still has a place for (without slot presence, the
+    presence layer's are left out). No override: the model as saved."""
+    if not override:
+        return original_load(path)
+    from safetensors.torch import load_file
+
+    model = SpeakerLM(replace(checkpoint.read_config(path), **override))
+    own = model.state_dict()
+    tensors = load_file(str(Path(path) / "trained.safetensors"))
+
+    def kept(name: str) -> bool:  # a plain weight may load into the base layer of a LoRA adapter here
+        module, _, kind = name.rpartition(".")
+        return name in own or f"{module}.base_layer.{kind}" in own
+
+    checkpoint.load_trained(model, {n: t for n, t in tensors.items() if kept(n)})
+    return model.eval()
 
 
 def main() -> None:
@@ -44,23 +66,22 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("runs/ablations"))
     args = p.parse_args()
     clips = load_dataset(args.data)[: args.limit]
-    original_load = SpeakerLM.load
+    original_load = checkpoint.load_model
     tables = []
-    for name in args.ablations.split(","):
-        def load(path, _override=MODEL.get(name, {})):
-            model = original_load(path)
-            model.config = replace(model.config, **_override)
-            return model
-
-        SpeakerLM.load = staticmethod(load)
-        system = ev.System(f"speakerlm {name}", TranscribeOptions(engine="speakerlm", model=args.model, **ENGINE[name]))
-        out = args.out / name
-        out.mkdir(parents=True, exist_ok=True)
-        runs = ev.evaluate([system], clips, args.mode, args.distractors, 0, log=out / ev.LOG_NAME, progress=True)
-        ev.write_reports(runs, out, {"dataset": str(args.data), "ablation": name}, ())
-        tables.append(ev.report_markdown(runs, str(args.data), ()))
-        print(tables[-1], flush=True)
-    SpeakerLM.load = original_load
+    try:
+        for name in args.ablations.split(","):
+            # the engine loads its model through speakerlm.checkpoint.load_model (imported when it is built)
+            checkpoint.load_model = lambda path, _override=MODEL.get(name, {}): load_with(path, _override, original_load)
+            system = ev.System(f"speakerlm {name}", TranscribeOptions(engine="speakerlm", model=args.model),
+                               SpeakerLMEngineConfig(**ENGINE[name]))
+            out = args.out / name
+            out.mkdir(parents=True, exist_ok=True)
+            runs = ev.evaluate([system], clips, args.mode, args.distractors, 0, log=out / ev.LOG_NAME, progress=True)
+            ev.write_reports(runs, out, {"dataset": str(args.data), "ablation": name}, ())
+            tables.append(ev.report_markdown(runs, str(args.data), ()))
+            print(tables[-1], flush=True)
+    finally:
+        checkpoint.load_model = original_load
     sys.stdout.write("\n".join(tables))
 
 

@@ -1,4 +1,4 @@
-"""Decoding time of one window with float32 and int8 weights (`SpeakerLM.quantize_for_inference`),
+"""Decoding time of one window with float32 and int8 weights (`checkpoint.quantize_for_inference`),
 interleaved so that both see the same machine load.
 
     .venv/bin/python benchmarks/int8_decoding.py AUDIO [--model DIR] [--seconds 20] [--repeats 3]
@@ -12,10 +12,11 @@ import time
 import torch
 
 from speakerlm.audio import load_audio
+from speakerlm.checkpoint import bundled_model, load_model, quantize_for_inference
+from speakerlm.decoding import decode
 from speakerlm.features import frame_speaker_stream, log_mel_windows, n_frames
-from speakerlm.model import Example, SpeakerLM
-from speakerlm.speaker_encoder import load_speaker_encoder
-from speakerlm.transcribe import bundled_model
+from speakerlm.model import Example
+from speakerlm.pretrained.speaker_encoder import load_speaker_encoder
 
 
 def main() -> None:
@@ -26,7 +27,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     path = args.model or bundled_model()
-    models = {"float32": SpeakerLM.load(path), "int8": SpeakerLM.load(path).quantize_for_inference(("decoder", "proj_out"))}
+    models = {"float32": load_model(path), "int8": quantize_for_inference(load_model(path), ("decoder", "proj_out"))}
     wave = load_audio(args.audio)[: int(args.seconds * 16000)]
     frames = n_frames(wave)
     with torch.inference_mode():
@@ -35,7 +36,7 @@ def main() -> None:
     for _ in range(args.repeats):
         for name, model in models.items():
             started = time.perf_counter()
-            turns = model.generate(example, max_new_tokens=int(40 + 8 * args.seconds))
+            turns = decode(model, example, max_new_tokens=int(40 + 8 * args.seconds))
             print(f"{name}: {time.perf_counter() - started:.2f} s, {sum(len(t.text.split()) for t in turns)} words, "
                   f"{torch.get_num_threads()} thread(s)", flush=True)
 

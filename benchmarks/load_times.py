@@ -13,11 +13,11 @@ import sys
 import tempfile
 
 PARTS = {
-    "Whisper tiny.en": "from speakerlm.whisper import load_whisper as f; f('tiny.en')",
-    "Whisper base": "from speakerlm.whisper import load_whisper as f; f('base')",
-    "CAM++": "from speakerlm.speaker_encoder import CAMPlusPlus as f; f()",
-    "GE2E": "from speakerlm.speaker_encoder import GE2E as f; f()",
-    "SmolLM2-135M": "from speakerlm.llm import load_llm as f; f()",
+    "Whisper tiny.en": "from speakerlm.pretrained.whisper import load_whisper as f; f('tiny.en')",
+    "Whisper base": "from speakerlm.pretrained.whisper import load_whisper as f; f('base')",
+    "CAM++": "from speakerlm.pretrained.speaker_encoder import CAMPlusPlus as f; f()",
+    "GE2E": "from speakerlm.pretrained.speaker_encoder import GE2E as f; f()",
+    "SmolLM2-135M": "from speakerlm.pretrained.llm import load_llm as f; f()",
     "silero-vad": "from speakerlm.vad import _silero as f; f()",
 }
 

@@ -13,15 +13,17 @@ import argparse
 import json
 import random
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
 from tqdm import tqdm
 
-from speakerlm.datasets import load_dataset
+from speakerlm.checkpoint import load_model, quantize_for_inference
+from speakerlm.data.datasets import load_dataset
+from speakerlm.decoding import decode
 from speakerlm.metrics import aggregate, score_clip
 from speakerlm.model import SpeakerLM
+from speakerlm.pretrained.whisper import ENCODER_FRAMES_PER_SECOND
 from speakerlm.train import distractor_pool, feature_cache, make_example, prepare_inputs
 
 
@@ -31,12 +33,14 @@ def dev_inputs(model: SpeakerLM, dev: Path, clips: int, clip_seconds: float, cac
     (the engine's windows are 20 s too), as cached model inputs; distractors are the other dev
     recordings' speakers, plus every speaker of `pool` (to reach N_ov = 100)."""
     # a model whose encoder was trained must encode the audio itself: give it log-mels, not cached states
-    config = replace(model.config, train_encoder=model.encoder_trained)
+    mel = model.encoder_trained
     recordings = {c.id for c in load_dataset(dev)[:clips]}
     pieces = [c for c in load_dataset(dev, clip_seconds=clip_seconds) if c.id.rsplit("-", 1)[0] in recordings]
-    inputs = distractor_pool(prepare_inputs(model, pieces, feature_cache(cache_root, dev, config), progress=False))
-    if pool is not None:
-        extra = prepare_inputs(model, load_dataset(pool), feature_cache(cache_root, pool, replace(config, train_encoder=False)))
+    inputs = distractor_pool(prepare_inputs(model, pieces, feature_cache(cache_root, dev, model.config, mel),
+                                            train_encoder=mel, progress=False))
+    if pool is not None:  # only the pool's voiceprints are used: cached encoder states will do
+        extra = prepare_inputs(model, load_dataset(pool), feature_cache(cache_root, pool, model.config, False),
+                               train_encoder=False)
         voices = {f"pool/{s}": v for c in extra for s, v in c.voiceprints.items()}
         for c in inputs:
             c.distractors.update(voices)
@@ -46,7 +50,7 @@ def dev_inputs(model: SpeakerLM, dev: Path, clips: int, clip_seconds: float, cac
 def score_piece(model: SpeakerLM, clip, mode: str, rng: random.Random, distractors: int):
     """One piece through the model alone in one registration mode, scored."""
     ex = make_example(clip, mode, rng, distractors)
-    hyp = model.generate(ex, max_new_tokens=int(40 + 8 * clip.frame_speaker.shape[0] / 50))
+    hyp = decode(model, ex, max_new_tokens=int(40 + 8 * clip.frame_speaker.shape[0] / ENCODER_FRAMES_PER_SECOND))
     return score_clip(ex.turns, hyp, registered=mode != "no")
 
 
@@ -80,10 +84,10 @@ def plot_sweep(result: dict[int, float], png: Path, title: str) -> None:
 
 def evaluate(checkpoint: Path, dev: Path, clips: int, distractors: int, cache_root: Path,
              int8: tuple[str, ...] = (), clip_seconds: float = 20.0) -> dict:
-    model = SpeakerLM.load(checkpoint)
+    model = load_model(checkpoint)
     inputs = dev_inputs(model, dev, clips, clip_seconds, cache_root)
     if int8:
-        model.quantize_for_inference(int8)
+        quantize_for_inference(model, int8)
     rng = random.Random(0)  # one stream over clips × modes: the README's figures were drawn this way
     started = time.perf_counter()
     scores = {"no": [], "match": [], "over": []}
@@ -115,7 +119,7 @@ def main() -> None:
     if args.sweep:
         print("| model | N_ov | saWER |\n|---|---:|---:|")
         for checkpoint in args.checkpoints:
-            model = SpeakerLM.load(checkpoint)
+            model = load_model(checkpoint)
             inputs = dev_inputs(model, args.dev, args.clips, args.clip_seconds, args.cache, args.distractor_pool)
             result = sweep(model, checkpoint, inputs, [int(n) for n in args.sweep.split(",")])
             if args.plot:

@@ -14,21 +14,21 @@ import numpy as np
 import torch
 
 from speakerlm.audio import SAMPLE_RATE
+from speakerlm.decoding import decode
 from speakerlm.features import frame_speaker_stream, log_mel_windows, n_frames
-from speakerlm.labels import target_turns
 from speakerlm.model import Example, SpeakerLM, SpeakerLMConfig
-from speakerlm.speaker_encoder import load_speaker_encoder
-from speakerlm.turns import Turn
+from speakerlm.pretrained.speaker_encoder import load_speaker_encoder
+from speakerlm.train import TrainConfig, set_trainable
+from speakerlm.turns import Turn, target_turns
 
 SECONDS = 45.0
 WORDS = "the quick brown fox jumps over the lazy dog and then it runs far away".split()
 
 
 def clip_inputs(model: SpeakerLM, wave: np.ndarray):
-    proc = model.backbone.processor if model.config.backbone == "whisper" else model.processor
     frames = n_frames(wave)
     with torch.no_grad():
-        audio = model.encode_audio(log_mel_windows(proc, wave), frames)
+        audio = model.encode_audio(log_mel_windows(model.backbone.processor, wave), frames)
     return audio, frame_speaker_stream(load_speaker_encoder(model.config.speaker_encoder), wave, frames)
 
 
@@ -45,7 +45,8 @@ def main() -> None:
     print("| backbone | train step, 1 clip (s) | train step, batch of 4 (s) | generation tokens/s | RTF 45 s | peak RSS (MB) |")
     print("|---|---|---|---|---|---|")
     for backbone in args.backbones.split(","):
-        model = SpeakerLM(SpeakerLMConfig(backbone=backbone, lora_rank=0 if backbone == "whisper" else 16))
+        config = SpeakerLMConfig(backbone=backbone, lora_rank=0 if backbone == "whisper" else 16)
+        model = set_trainable(SpeakerLM(config), TrainConfig(model=config, train_llm=True))  # the LLM trains too
         audio, stream = clip_inputs(model, wave)
         ex = Example(audio, stream, [], target_turns(turns))
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
@@ -61,10 +62,10 @@ def main() -> None:
         model.eval()
         t = time.perf_counter()
         inputs = clip_inputs(model, wave)
-        out = model.generate(Example(*inputs, []), max_new_tokens=200)
+        out = decode(model, Example(*inputs, []), max_new_tokens=200)
         total = time.perf_counter() - t
         t = time.perf_counter()
-        out = model.generate(Example(*inputs, []), max_new_tokens=200)
+        out = decode(model, Example(*inputs, []), max_new_tokens=200)
         gen = time.perf_counter() - t
         tokens = sum(len(model.backbone.tokenize(" " + tr.text)) + 2 for tr in out)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

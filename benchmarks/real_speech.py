@@ -12,6 +12,7 @@ import argparse
 import numpy as np
 from pathlib import Path
 from speakerlm.audio import load_audio, SAMPLE_RATE
+from speakerlm.engines.speakerlm import SpeakerLMEngineConfig
 from speakerlm.transcribe import Transcriber, TranscribeOptions
 from speakerlm.turns import Turn
 from speakerlm.metrics import aggregate, error_rate_percent, score_clip, wer
@@ -40,8 +41,9 @@ speakers = {'Reader': [str(D / 'librivox' / f'{L[4]}.wav')], 'Caller': [str(D / 
 held_out = [Turn('Reader', lib[u], i, i + 1.0) for i, u in enumerate(L)]  # the never-trained voice, utterance by utterance
 print(f'{t:.1f} s, {len(ref)} turns')
 for engine in args.engines.split(','):
-    extra = dict(model=args.model, enrolled_from_recording=args.enrolled_from_recording) if engine == 'speakerlm' else {}
-    tr = Transcriber(TranscribeOptions(engine=engine, **extra))
+    extra = dict(model=args.model) if engine == 'speakerlm' else {}
+    config = SpeakerLMEngineConfig(enrolled_from_recording=args.enrolled_from_recording) if engine == 'speakerlm' else None
+    tr = Transcriber(TranscribeOptions(engine=engine, **extra), config)
     for mode in ('no', 'match'):
         if engine == 'plain' and mode == 'match':
             continue

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 
-from speakerlm.datasets import load_dataset
-from speakerlm.transcribe import Enrolled, SpeakerLMEngine, TranscribeOptions, mean_voiceprint
+from speakerlm.data.datasets import load_dataset
+from speakerlm.engines.speakerlm import SpeakerLMEngine, SpeakerLMEngineConfig
+from speakerlm.transcribe import TranscribeOptions
+from speakerlm.voiceprints import mean_voiceprint
 
 
 def main() -> None:
@@ -21,7 +23,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=20)
     args = ap.parse_args()
     # no speaker discovery: names must come from the model's use of the registration, not from clustering
-    engine = SpeakerLMEngine(TranscribeOptions(engine="speakerlm", model=args.model, discover_speakers=False))
+    engine = SpeakerLMEngine(TranscribeOptions(engine="speakerlm", model=args.model),
+                             SpeakerLMEngineConfig(discover_speakers=False))
     swapped = stayed = other = 0
     for clip in load_dataset(args.data)[: args.limit]:
         speakers = clip.speakers
@@ -31,8 +34,8 @@ def main() -> None:
         prints = {names[s]: mean_voiceprint([span.load() for span in clip.enrolment[s]]) for s in speakers}
         wave = clip.audio.load()
         a, b = names[speakers[0]], names[speakers[1]]
-        before = engine.transcribe(wave, Enrolled(dict(prints)))
-        after = engine.transcribe(wave, Enrolled({**prints, a: prints[b], b: prints[a]}))
+        before = engine.transcribe(wave, dict(prints))
+        after = engine.transcribe(wave, {**prints, a: prints[b], b: prints[a]})
         # compare turn by turn where the two runs wrote the same number of turns
         for t0, t1 in zip(before, after):
             if t0.speaker in (a, b):

@@ -21,9 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from speakerlm.simulate import ConversationSimulator, SimulationConfig, simulate, write_conversation
-from speakerlm.texts import load_text_pool
-from speakerlm.voices import VoiceBank, default_bank_dir
+from speakerlm.data.simulate import ConversationSimulator, SimulationConfig, simulate, write_conversation
+from speakerlm.data.texts import load_text_pool
+from speakerlm.data.voices import VoiceBank, default_bank_dir
 
 
 def rss_mb() -> float:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from speakerlm.audio import load_audio
-from speakerlm.speaker_encoder import load_speaker_encoder
+from speakerlm.pretrained.speaker_encoder import load_speaker_encoder
 
 SENTENCES = [
     "The birch canoe slid on the smooth planks.", "Glue the sheet to the dark blue background.",

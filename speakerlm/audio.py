@@ -45,6 +45,13 @@ def load_audio(path: Pathlike) -> np.ndarray:
     return prepare_wave(wave, sr, source=str(path), owned=True)
 
 
+def check_audio_file(path: Pathlike) -> str:
+    """`path` if it holds usable audio, else the UserError `load_audio` gives: commands check every
+    input this way before any long work starts (reading is fast next to transcribing)."""
+    load_audio(path)
+    return str(path)
+
+
 def _read_mono(path: Path, block_s: float = 30.0) -> tuple[np.ndarray, int]:
     """(mono float32 wave at SAMPLE_RATE, original rate), read block by block: an hour of stereo
     48 kHz would otherwise sit in memory several times over (file frames, channel mix, resampling)

@@ -19,43 +19,44 @@ def _speaker_arg(value: str) -> tuple[str, str]:
 
 
 def cmd_transcribe(args: argparse.Namespace) -> None:
+    """Everything is checked before any model loads: inputs, options, output folder, enrolment."""
+    from speakerlm.audio import check_audio_file
     from speakerlm.cache import write_text_atomic
+    from speakerlm.diarize import SpeakerCount
     from speakerlm.transcribe import Transcriber, TranscribeOptions
     from speakerlm.turns import check_speaker_name
     from speakerlm.writers import get_writer, output_path
 
-    speakers: dict[str, list[str]] = {}
-    for name, path in args.speaker or []:
-        speakers.setdefault(check_speaker_name(name), []).append(path)
-    if args.num_speakers is not None and args.num_speakers < 1:
-        raise UserError(f"--num-speakers {args.num_speakers}: give a count of at least 1")
-    if args.min_speakers and args.max_speakers and args.min_speakers > args.max_speakers:
-        raise UserError(f"--min-speakers {args.min_speakers} is above --max-speakers {args.max_speakers}")
-    options = TranscribeOptions(engine=args.engine, whisper=args.whisper, language=args.language,
-                                num_beams=args.beams, speaker_encoder=args.speaker_encoder,
-                                num_speakers=args.num_speakers, min_speakers=args.min_speakers,
-                                max_speakers=args.max_speakers, model=args.model,
-                                discover_speakers=not args.no_speaker_discovery, naming=args.naming,
-                                retrieval_k=args.retrieval_k, enrolled_from_recording=args.enrolled_from_recording,
-                                int8=args.int8, progress=True)
-    if args.retrieval_k < 1:
-        raise UserError(f"--retrieval-k {args.retrieval_k}: give at least 1")
+    transcriber = Transcriber(TranscribeOptions(engine=args.engine, model=args.model, whisper=args.whisper,
+                                                language=args.language, num_beams=args.beams,
+                                                speaker_encoder=args.speaker_encoder, int8=args.int8, progress=True))
+    count = SpeakerCount(args.num_speakers, args.min_speakers, args.max_speakers)
     formats = FORMATS if args.format == "all" else (args.format,)
     if args.output_dir is None and len(formats) > 1:
         raise UserError("--format all writes several files; add --output-dir DIR")
+    if args.output_dir is not None and args.output_dir.exists() and not args.output_dir.is_dir():
+        raise UserError(f"--output-dir {args.output_dir}: is a file, not a folder; give a folder (it is created if missing)")
+    for audio in args.files:
+        check_audio_file(audio)
+    speakers: dict[str, list[str]] = {}
+    for name, path in args.speaker or []:
+        speakers.setdefault(check_speaker_name(name), []).append(check_audio_file(path))
     stored = {}
     if args.speakers_dir is not None:
         from speakerlm.enroll import load_store
 
         if not args.speakers_dir.is_dir():
             raise UserError(f"{args.speakers_dir}: no such enrolment folder; create it with `speakerlm enroll NAME FILE --store DIR`")
-        stored = load_store(args.speaker_encoder, args.speakers_dir)
-    transcriber = Transcriber(options)
+        stored = load_store(transcriber.speaker_encoder, args.speakers_dir)
+    voiceprints = {**stored, **transcriber.enroll(speakers)}  # enrolment audio is read before any recording
+    if args.output_dir is not None:
+        args.output_dir.mkdir(parents=True, exist_ok=True)
     for audio in args.files:
-        state = _state_file(audio, options, speakers, stored)  # finished windows: a rerun resumes there
-        transcript = transcriber.transcribe(audio, speakers=speakers, voiceprints=stored, state=state)
+        state = _state_file(audio, transcriber.options, voiceprints)  # finished windows: a rerun resumes there
+        transcript = transcriber.transcribe(audio, voiceprints=voiceprints, num_speakers=count.num,
+                                            min_speakers=count.min, max_speakers=count.max, state=state)
         if args.timeline:
-            from speakerlm.simulate import plot_timeline
+            from speakerlm.plots import plot_timeline
 
             target = (args.output_dir or Path(".")) / f"{Path(audio).stem}.png"
             timed = [t for t in transcript.turns if t.start is not None and t.end is not None]
@@ -73,7 +74,7 @@ def cmd_transcribe(args: argparse.Namespace) -> None:
             state.unlink(missing_ok=True)  # outputs are written: nothing left to resume
 
 
-def _state_file(audio: str, options, speakers: dict, stored: dict) -> Path | None:
+def _state_file(audio: str, options, voiceprints: dict) -> Path | None:
     """Where the SpeakerLM engine records finished windows of this exact job (same file, same options,
     same enrolled voices), in the cache; None for engines that do not work window by window."""
     import hashlib
@@ -84,8 +85,8 @@ def _state_file(audio: str, options, speakers: dict, stored: dict) -> Path | Non
     if options.engine != "speakerlm" or not Path(audio).is_file():
         return None
     stat = os.stat(audio)
-    key = repr((str(Path(audio).resolve()), stat.st_size, stat.st_mtime_ns, options, sorted(speakers.items()),
-                sorted((n, v.tobytes().hex()[:64]) for n, v in stored.items())))
+    key = repr((str(Path(audio).resolve()), stat.st_size, stat.st_mtime_ns, options,
+                sorted((n, v.tobytes().hex()[:64]) for n, v in voiceprints.items())))
     folder = cache_dir() / "partial"
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.jsonl"
@@ -95,10 +96,10 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     """Convert every packaged pretrained part into the cache once, and report load times."""
     import time
 
-    from speakerlm.llm import load_llm
-    from speakerlm.speaker_encoder import ENCODERS
+    from speakerlm.pretrained.llm import load_llm
+    from speakerlm.pretrained.speaker_encoder import ENCODERS
     from speakerlm.vad import _silero
-    from speakerlm.whisper import SOURCES, load_whisper
+    from speakerlm.pretrained.whisper import SOURCES, load_whisper
 
     steps = [(f"whisper {n}", lambda n=n: load_whisper(n)) for n in SOURCES]
     steps += [(f"speaker encoder {n}", cls) for n, cls in ENCODERS.items()]
@@ -125,35 +126,27 @@ def build_parser() -> argparse.ArgumentParser:
                    "(made by `speakerlm enroll --store DIR`)")
     t.add_argument("--timeline", action="store_true", help="also draw who spoke when as <stem>.png")
     t.add_argument("--engine", default="speakerlm", choices=("speakerlm", "cascade", "plain"),
-                   help="speakerlm: the end-to-end model (default, the bundled checkpoint); cascade: VAD → "
+                   help="speakerlm: the end-to-end model (default, the bundled model); cascade: VAD → "
                         "speaker clustering → Whisper; plain: Whisper only, one speaker")
-    t.add_argument("--model", help="SpeakerLM checkpoint directory (default: the bundled one)")
-    t.add_argument("--no-speaker-discovery", action="store_true",
-                   help="speakerlm: let the model alone label unenrolled voices (no clustering pass first)")
-    t.add_argument("--naming", default="pointer", choices=("pointer", "posthoc"),
-                   help="speakerlm: names from registration in the prompt (default), or given afterwards by "
-                        "voiceprint similarity (the baseline)")
-    t.add_argument("--retrieval-k", type=int, default=8,
-                   help="speakerlm: at most this many enrolled voices in each window's prompt (default 8)")
-    t.add_argument("--enrolled-from-recording", action=argparse.BooleanOptionalAction, default=True,
-                   help="speakerlm: register an enrolled person found in the recording with a voiceprint of their "
-                        "voice in this recording (names still come from the enrolment audio; default on)")
+    t.add_argument("--model", help="SpeakerLM model folder (default: the bundled one)")
+    t.add_argument("--whisper", help="Whisper model of the cascade and plain engines: tiny.en (default), base, "
+                   "or a local HF folder (the SpeakerLM model is built on its own Whisper)")
+    t.add_argument("--language", default="en", help="language code for multilingual Whisper (default en)")
+    t.add_argument("--beams", type=int, default=1, help="beam size (default 1 = greedy)")
+    t.add_argument("--speaker-encoder", choices=("campp", "ge2e"),
+                   help="voiceprint model of the cascade (default campp; the SpeakerLM model uses its own)")
     t.add_argument("--int8", action="store_true",
                    help="speakerlm: int8 decoder weights: about a third less decoding time, slightly less accurate")
     t.add_argument("--num-speakers", type=int, help="the number of speakers, when known")
     t.add_argument("--min-speakers", type=int, help="at least this many speakers")
     t.add_argument("--max-speakers", type=int, help="at most this many speakers")
-    t.add_argument("--whisper", default="tiny.en", help="Whisper model: tiny.en, base, or a local HF directory")
-    t.add_argument("--language", default="en", help="language code for multilingual Whisper (default en)")
-    t.add_argument("--beams", type=int, default=1, help="beam size (1 = greedy)")
-    t.add_argument("--speaker-encoder", default="campp", choices=("campp", "ge2e"), help="voiceprint model")
     t.set_defaults(func=cmd_transcribe)
 
     from speakerlm.evaluate import add_evaluate_parser
 
     add_evaluate_parser(sub)
     from speakerlm.enroll import add_enroll_parser
-    from speakerlm.simulate import add_simulate_parser
+    from speakerlm.data.simulate import add_simulate_parser
     from speakerlm.train import add_train_parser
 
     add_enroll_parser(sub)

@@ -37,7 +37,7 @@ def _file(store: Path, name: str) -> Path:
 
 def enroll(name: str, paths: list[Pathlike], encoder: str = "campp", store: Optional[Pathlike] = None) -> Path:
     """Compute and keep `name`'s voiceprint from `paths` (refuses bad names, silent or short audio)."""
-    from speakerlm.transcribe import enroll_voiceprint
+    from speakerlm.voiceprints import enroll_voiceprint
 
     name = check_speaker_name(name)
     if not paths:

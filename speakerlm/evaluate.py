@@ -6,8 +6,9 @@ Reads top to bottom as the experiment of the paper's §5–6:
    fixed or drawn from U{1..50} per clip, named so that no distractor carries a true name. The draw is
    seeded by (seed, clip id) only, so every system hears the same roster, and the distractors of a
    smaller N_ov are a prefix of those of a larger one (a sweep changes one thing at a time).
-2. Each system is an engine from `transcribe.ENGINES` built once through `Transcriber`; voiceprints are
-   computed once per (encoder, enrolment audio) and reused for every clip, mode and system.
+2. Each system is an engine from `transcribe.ENGINES` with its user options and its experiment
+   switches (the engine's config), built once through `Transcriber`; voiceprints are computed once per
+   (encoder, enrolment audio) and reused for every clip, mode and system.
 3. Per clip: transcribe, score with `metrics.score_clip`, append the record to `clips.jsonl` in the
    output folder; a rerun with the same settings reads finished clips back instead of redoing them.
 4. Per (system, mode): `metrics.aggregate` (micro-averaged), the same split by number of reference
@@ -35,16 +36,19 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
 from speakerlm.audio import duration
-from speakerlm.datasets import FORMATS, SPEAKER_SCOPES, AudioSpan, EvalClip, load_dataset
+from speakerlm.data.datasets import FORMATS, SPEAKER_SCOPES, AudioSpan, EvalClip, load_dataset
 from speakerlm.errors import UserError
 from speakerlm.metrics import ClipScores, ErrorCounts, aggregate, score_clip
-from speakerlm.transcribe import ENGINES, VARIANTS, Enrolled, Transcriber, TranscribeOptions, enroll_voiceprint
+from speakerlm.plots import plot_error_rates, plot_sweep
+from speakerlm.diarize import SpeakerCount
+from speakerlm.transcribe import ENGINES, Transcriber, TranscribeOptions
 from speakerlm.turns import Turn, check_speaker_name
+from speakerlm.voiceprints import Voiceprints, enroll_voiceprint
 
 MODES = ("no", "match", "over")
 OVER_MAX = 50  # paper §5.4: N_ov ~ U{1..50} at test time, as in training
@@ -97,16 +101,56 @@ def settings_for(mode: Optional[str], n_distractors: Optional[int] = None, sweep
 class System:
     name: str  # its label in the tables
     options: TranscribeOptions  # options.engine names an entry of transcribe.ENGINES
+    engine_config: object = None  # the engine's experiment switches (its Config); None = its defaults
 
 
-def as_system(spec: Union[str, System], base: TranscribeOptions = TranscribeOptions()) -> System:
+# variants of the SpeakerLM engine that name a system: its ablations and baselines
+VARIANTS = {
+    "speakerlm-native": ("speakerlm", dict(discover_speakers=False)),  # the model alone labels unknown voices
+    "speakerlm-posthoc": ("speakerlm", dict(discover_speakers=False, naming="posthoc")),  # naming baseline
+}
+
+
+def as_system(spec: Union[str, System], base: TranscribeOptions = TranscribeOptions(),
+              switches: Optional[dict[str, str]] = None) -> System:
+    """A system by name, with the user options of `base` that its engine takes and the experiment
+    `switches` (KEY → VALUE text) applied to its engine's config."""
     if isinstance(spec, System):
         return spec
-    if spec in VARIANTS:
-        return System(spec, replace(base, **VARIANTS[spec]))
-    if spec not in ENGINES:
+    engine, preset = VARIANTS.get(spec, (spec, {}))
+    if engine not in ENGINES:
         raise UserError(f"unknown system {spec!r}; choose from {', '.join(sorted({*ENGINES, *VARIANTS}))}")
-    return System(spec, replace(base, engine=spec))
+    speakerlm_only = {} if engine == "speakerlm" else dict(model=None, int8=False)
+    options = replace(base, engine=engine, **speakerlm_only)
+    return System(spec, options, engine_config(ENGINES[engine].Config, {**preset, **(switches or {})}, spec))
+
+
+def engine_config(config_type: Optional[type], switches: dict, system: str = ""):
+    """The engine's config with `switches` applied; text values (from the command line) are converted
+    to the type of the field's default."""
+    if not switches:
+        return None
+    if config_type is None:
+        raise UserError(f"--engine-config: the {system} system has no experiment switches")
+    defaults = config_type()
+    known = {f.name for f in fields(config_type) if not is_dataclass(getattr(defaults, f.name))}
+    values = {}
+    for key, value in switches.items():
+        if key not in known:
+            raise UserError(f"--engine-config {key}: the {system} system has no such switch; choose from {', '.join(sorted(known))}")
+        values[key] = _typed(value, getattr(defaults, key), key) if isinstance(value, str) else value
+    return replace(defaults, **values)
+
+
+def _typed(text: str, default, key: str):
+    if isinstance(default, bool):
+        if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise UserError(f"--engine-config {key}={text}: give true or false")
+        return text.lower() in ("true", "1", "yes")
+    try:
+        return type(default)(text)
+    except ValueError:
+        raise UserError(f"--engine-config {key}={text}: expected a {type(default).__name__}") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -329,6 +373,7 @@ def clip_key(system: System, setting: Setting, clip: EvalClip, roster: dict, see
     """Everything a clip's result depends on, hashed: the resume log is keyed by it."""
     body = {
         "system": system.name, "options": asdict(system.options), "setting": asdict(setting), "seed": seed,
+        "engine_config": None if system.engine_config is None else asdict(system.engine_config),
         "oracle": num_speakers_oracle, "language": language, "clip": clip.id, "audio": clip.audio.to_dict(),
         "reference": [t.to_dict() for t in clip.reference],
         "roster": [[name, [s.to_dict() for s in spans]] for name, spans in roster.items()],
@@ -358,26 +403,18 @@ def _append_log(path: Optional[Path], key: str, result: ClipResult) -> None:
         f.flush()
 
 
-def _oracle_count(engine, n: int) -> None:
-    """Tell the engine this clip's reference speaker count (engines keep their TranscribeOptions)."""
-    if not isinstance(getattr(engine, "options", None), TranscribeOptions):
-        raise UserError(f"{type(engine).__name__} keeps no TranscribeOptions, so --num-speakers-oracle cannot reach it")
-    engine.options = replace(engine.options, num_speakers=n)
-
-
-def _run_clip(engine, clip: EvalClip, enrolled: Enrolled, setting: Setting, num_speakers_oracle: bool,
+def _run_clip(engine, clip: EvalClip, enrolled: Voiceprints, setting: Setting, num_speakers_oracle: bool,
               language: str, memory: "PeakMemory") -> ClipResult:
     """Transcribe one clip (timed) and score it."""
     wave = clip.audio.load()
-    if num_speakers_oracle:
-        _oracle_count(engine, len(clip.speakers))
+    count = SpeakerCount(num=len(clip.speakers)) if num_speakers_oracle else SpeakerCount()
     started = time.perf_counter()
-    hypothesis = engine.transcribe(wave, enrolled)
+    hypothesis = engine.transcribe(wave, enrolled, count)
     seconds = time.perf_counter() - started
     peak = memory.current_peak()
     scores = score_clip(clip.reference, hypothesis, registered=setting.registered, language=language)
     n_true = len(clip.speakers) if setting.registered else 0
-    return ClipResult(clip.id, len(clip.speakers), tuple(enrolled.voiceprints), len(enrolled.voiceprints) - n_true,
+    return ClipResult(clip.id, len(clip.speakers), tuple(enrolled), len(enrolled) - n_true,
                       round(duration(wave), 3), seconds, round(peak, 1), round(peak - memory.baseline_mb, 1),
                       tuple(hypothesis), scores)
 
@@ -413,7 +450,7 @@ def evaluate(
     with tempfile.TemporaryDirectory(prefix="speakerlm-eval-") as workdir:
         voiceprints = Voiceprints(Path(workdir))
         for system in systems:
-            transcriber, engine, load_seconds = Transcriber(system.options), None, 0.0
+            transcriber, engine, load_seconds = Transcriber(system.options, system.engine_config), None, 0.0
             enrol_before, memory = voiceprints.seconds, PeakMemory().start()
             for setting in settings:
                 results = []
@@ -427,8 +464,7 @@ def evaluate(
                         started = time.perf_counter()
                         engine = transcriber.engine
                         load_seconds = time.perf_counter() - started
-                    enrolled = Enrolled({name: voiceprints(spans, system.options.speaker_encoder)
-                                         for name, spans in roster.items()})
+                    enrolled = {name: voiceprints(spans, transcriber.speaker_encoder) for name, spans in roster.items()}
                     result = _run_clip(engine, clip, enrolled, setting, num_speakers_oracle, language, memory)
                     _append_log(log, key, result)
                     results.append(result)
@@ -464,6 +500,7 @@ def report_json(runs: Sequence[Run], meta: dict, sweep: Sequence[int] = ()) -> d
     for run in runs:
         body["runs"].append({
             "system": run.system.name, "options": asdict(run.system.options), "mode": run.setting.mode,
+            "engine_config": None if run.system.engine_config is None else asdict(run.system.engine_config),
             "n_distractors": run.setting.n_distractors, "label": run.setting.label, "clips": len(run.clips),
             "audio_seconds": sum(c.duration for c in run.clips), "transcribe_seconds": sum(c.seconds for c in run.clips),
             "rtf": run.rtf, "load_seconds": run.load_seconds, "enrol_seconds": run.enrol_seconds,
@@ -519,61 +556,15 @@ def report_markdown(runs: Sequence[Run], title: str, sweep: Sequence[int] = ()) 
     return "\n".join(lines)
 
 
-def _save_png(fig, path: Path) -> None:
-    from speakerlm.cache import atomic_path
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-
-
-def plot_results(runs: Sequence[Run], path: Path) -> None:
-    """Grouped bars: WER, cpWER, saWER for each system × mode."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    shown = ("wer", "cpwer", "sawer")
-    width = 0.8 / len(shown)
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(runs)), 4))
-    for i, metric in enumerate(shown):
-        values = [r.aggregate()[metric] for r in runs]
-        xs = [k + (i - 1) * width for k, v in enumerate(values) if v is not None and math.isfinite(v)]
-        ax.bar(xs, [v for v in values if v is not None and math.isfinite(v)], width, label=HEADERS[METRICS.index(metric)])
-    ax.set_xticks(range(len(runs)), [f"{r.system.name}\n{r.setting.label}" for r in runs], fontsize=8)
-    ax.set_ylabel("error rate (%)")
-    ax.legend()
-    ax.set_title("Speaker-attributed transcription")
-    _save_png(fig, path)
-    plt.close(fig)
-
-
-def plot_sweep(sweep: dict[str, dict[int, Optional[float]]], path: Path) -> None:
-    """saWER against N_ov per system, as the paper's Fig. 5."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for system, row in sweep.items():
-        points = [(n, v) for n, v in row.items() if v is not None and math.isfinite(v)]
-        ax.plot([n for n, _ in points], [v for _, v in points], marker="o", label=system)
-    ax.set_xlabel("distractors enrolled, N_ov (0 = Match-Regist)")
-    ax.set_ylabel("saWER (%)")
-    ax.set_title("Over-Regist sweep")
-    ax.legend()
-    _save_png(fig, path)
-    plt.close(fig)
-
-
 def write_reports(runs: Sequence[Run], out: Path, meta: dict, sweep: Sequence[int] = ()) -> list[Path]:
     from speakerlm.cache import write_text_atomic
 
     written = [out / "results.md", out / "results.json", out / "results.png"]
     write_text_atomic(written[0], report_markdown(runs, meta.get("dataset", ""), sweep))
     write_text_atomic(written[1], json.dumps(report_json(runs, meta, sweep), ensure_ascii=False, indent=1) + "\n")
-    plot_results(runs, written[2])
+    shown = ("wer", "cpwer", "sawer")
+    plot_error_rates([(f"{r.system.name}\n{r.setting.label}",
+                       {HEADERS[METRICS.index(m)]: r.aggregate()[m] for m in shown}) for r in runs], written[2])
     table = sweep_table(runs, sweep)
     if table:
         written.append(out / "sweep.png")
@@ -593,6 +584,13 @@ def _int_list(value: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"{value!r}: expected numbers separated by commas, e.g. 0,1,10,50") from None
 
 
+def _switch(value: str) -> tuple[str, str]:
+    if "=" not in value:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected KEY=VALUE, e.g. naming=posthoc")
+    key, text = value.split("=", 1)
+    return key.strip(), text.strip()
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     if not systems:
@@ -601,7 +599,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         raise UserError(f"--limit {args.limit}: give at least 1")
     base = TranscribeOptions(whisper=args.whisper, language=args.language, speaker_encoder=args.speaker_encoder,
                              model=args.model, int8=args.int8)
-    systems = [as_system(s, base) for s in systems]  # unknown names fail before the data is read
+    switches = dict(args.engine_config or [])
+    systems = [as_system(s, base, switches) for s in systems]  # unknown names fail before the data is read
+    for system in systems:  # each engine checks its options (its model, Whisper, speaker encoder) now
+        Transcriber(system.options, system.engine_config)
     clips = load_dataset(args.data, args.format, audio_dir=args.audio_dir, stm=args.stm, enrolment=args.enrolment,
                          clip_seconds=args.clip_seconds, speaker_scope=args.speaker_ids)
     clips = clips[: args.limit] if args.limit else clips
@@ -654,25 +655,16 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
     e.add_argument("--out", type=Path, default=Path("evaluation"), help="output folder (default ./evaluation)")
     e.add_argument("--limit", type=int, help="evaluate only the first N clips (by id)")
     e.add_argument("--num-speakers-oracle", action="store_true", help="tell each system the reference speaker count")
-    e.add_argument("--whisper", default="tiny.en", help="Whisper model of the systems (default tiny.en)")
+    e.add_argument("--whisper", help="Whisper model of the cascade and plain systems (default tiny.en)")
     e.add_argument("--model", help="SpeakerLM checkpoint for the speakerlm system (default: the bundled one)")
     e.add_argument("--int8", action="store_true", help="speakerlm system with int8 decoder weights (faster)")
     e.add_argument("--language", default="en", help="language code for multilingual Whisper (default en)")
     e.add_argument("--score-language", choices=("en", "zh"),
                    help="scoring tokens: en words or zh characters (default from --language)")
-    e.add_argument("--speaker-encoder", default="campp", choices=("campp", "ge2e"), help="voiceprint model")
+    e.add_argument("--speaker-encoder", choices=("campp", "ge2e"),
+                   help="voiceprint model of the cascade (default campp; a SpeakerLM model uses its own)")
+    e.add_argument("--engine-config", action="append", type=_switch, metavar="KEY=VALUE",
+                   help="an experiment switch of the systems' engine config (repeat), e.g. naming=posthoc, "
+                        "discover_speakers=false, retrieval_k=4, enrolled_from_recording=false, window_seconds=30")
     e.set_defaults(func=cmd_evaluate)
     return e
-
-
-def main_for_tests(argv: Sequence[str]) -> int:
-    """`speakerlm evaluate ...` without cli.py: parse, run, and map UserError to exit code 2 as the CLI does."""
-    parser = argparse.ArgumentParser(prog="speakerlm")
-    add_evaluate_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["evaluate", *argv])
-    try:
-        args.func(args)
-    except UserError as e:
-        print(f"speakerlm: error: {e}", file=sys.stderr)
-        return e.exit_code
-    return 0

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from speakerlm.audio import SAMPLE_RATE
-from speakerlm.speaker_encoder import CAMPlusPlus
-from speakerlm.whisper import CHUNK_SECONDS, ENCODER_FRAMES_PER_SECOND
+from speakerlm.pretrained.speaker_encoder import CAMPlusPlus
+from speakerlm.pretrained.whisper import CHUNK_SECONDS, ENCODER_FRAMES_PER_SECOND
 
 SPEAKER_WINDOW_S = 1.5  # frame-level speaker stream: CAM++/GE2E window…
 SPEAKER_HOP_S = 0.25  # …and hop (4 embeddings per second)

@@ -15,6 +15,7 @@ from typing import Optional
 
 import numpy as np
 
+from speakerlm.diarize import FRAMES_PER_SECOND
 from speakerlm.turns import Turn
 from speakerlm.vad import Region
 
@@ -23,7 +24,7 @@ PULL_PER_SECOND = 2.0  # cost of moving a boundary 1 s from its proportional pla
 
 
 def time_turns(turns: list[Turn], regions: list[Region], frames: Optional[np.ndarray] = None,
-               clusters: Optional[dict[str, int]] = None, frame_rate: int = 100) -> list[Turn]:
+               clusters: Optional[dict[str, int]] = None, frame_rate: int = FRAMES_PER_SECOND) -> list[Turn]:
     """Untimed turns of one window → the same turns with start/end inside `regions` (recording time).
     `frames`: per-frame diarization labels of the whole recording at `frame_rate` (-1 = no speech);
     `clusters`: turn speaker label → diarization label."""

@@ -2,7 +2,7 @@
 
 Reads top to bottom:
 1. a `TrainConfig`, with each of the paper's stages a typed override of it (`STAGES`);
-2. data: clips from any dataset `speakerlm.datasets` reads (the simulator's output, or real data),
+2. data: clips from any dataset `speakerlm.data.datasets` reads (the simulator's output, or real data),
    turned once into cached model inputs (encoder states while the encoder is frozen, frame speaker
    stream, enrolment embeddings);
 3. batches by a token budget, each with a registration mode sampled per batch (paper §3.2: 1/3
@@ -30,9 +30,9 @@ from typing import Iterator, Optional
 import numpy as np
 import torch
 
-from speakerlm.labels import target_turns
+from speakerlm.checkpoint import load_model, load_trained, save, trained_state_dict
 from speakerlm.model import Example, SpeakerLM, SpeakerLMConfig
-from speakerlm.turns import Turn
+from speakerlm.turns import Turn, target_turns
 
 NAME_POOL = (  # registered names are drawn from here per example, so names carry no voice information
     "Alice Bob Carol Dave Erin Frank Grace Heidi Ivan Judy Karl Laura Mallory Nina Oscar Peggy Quentin "
@@ -45,6 +45,8 @@ NAME_POOL = (  # registered names are drawn from here per example, so names carr
 @dataclass(frozen=True)
 class TrainConfig:
     model: SpeakerLMConfig = field(default_factory=SpeakerLMConfig)
+    train_encoder: bool = False  # the audio encoder trains (stages 3–4)
+    train_llm: bool = False  # the LLM (or its LoRA adapters) trains (stages 1, 4; stage 2 of the Whisper backbone)
     steps: int = 600  # optimizer steps in this stage
     lr_start: float = 1e-5  # paper: linear warm-up from 1e-5…
     lr_peak: float = 5e-5  # …to 5e-5, then cosine decay
@@ -65,17 +67,26 @@ class TrainConfig:
 # ASR; because a frozen Whisper decoder cannot learn to emit turn markers, its stage 2 also trains the
 # decoder (LoRA or layers) — a deviation recorded in the README with the measurement behind it.
 STAGES: dict[int, dict] = {
-    1: dict(model=dict(train_encoder=False, train_llm=True), lr_peak=5e-5),  # ASR alignment
-    2: dict(model=dict(train_encoder=False, train_llm=False), lr_peak=5e-5),  # simulated SDR, projectors only
-    3: dict(model=dict(train_encoder=True, train_llm=False), lr_peak=5e-5),  # encoder + projectors
-    4: dict(model=dict(train_encoder=True, train_llm=True), lr_peak=5e-5),  # everything, LoRA on the LLM
+    1: dict(train_encoder=False, train_llm=True),  # ASR alignment
+    2: dict(train_encoder=False, train_llm=False),  # simulated SDR, projectors only
+    3: dict(train_encoder=True, train_llm=False),  # encoder + projectors
+    4: dict(train_encoder=True, train_llm=True),  # everything, LoRA on the LLM
 }
 
 
 def stage_config(base: TrainConfig, stage: int, **overrides) -> TrainConfig:
-    spec = dict(STAGES[stage])
-    model = replace(base.model, **{**spec.pop("model"), **overrides.pop("model", {})})
-    return replace(base, model=model, **{**spec, **overrides})
+    return replace(base, **{**STAGES[stage], **overrides})
+
+
+def set_trainable(model: SpeakerLM, cfg: TrainConfig) -> SpeakerLM:
+    """Which parts this stage trains: the new parts always; the audio encoder and the LLM (its LoRA
+    adapters when it has them) as the stage says."""
+    backbone = model.backbone
+    backbone.audio_encoder.requires_grad_(cfg.train_encoder)
+    for name, p in backbone.llm.named_parameters():
+        own = "lora_" in name if model.config.lora_rank > 0 else not name.startswith(backbone.frozen_llm_prefixes)
+        p.requires_grad_(cfg.train_llm and own)
+    return model
 
 
 # ---------------------------------------------------------------- data: clips → cached model inputs
@@ -95,14 +106,15 @@ class ClipInputs:
         return frames // 2 + sum(len(t.text) for t in self.reference) // 4
 
 
-def feature_cache(root: Path, dataset: Path, config: SpeakerLMConfig) -> Path:
+def feature_cache(root: Path, dataset: Path, config: SpeakerLMConfig, train_encoder: bool) -> Path:
     """Where a dataset's cached inputs live: one folder per encoder, speaker encoder and input kind, so
     a GE2E run never reads CAM++ streams and a stage-3 run (encoder trained) reads log-mels, not states."""
-    kind = "mel" if config.train_encoder else "states"
+    kind = "mel" if train_encoder else "states"
     return root / f"{dataset.name}-{config.whisper.replace('/', '_')}-{config.speaker_encoder}-{kind}"
 
 
-def prepare_inputs(model: SpeakerLM, clips, cache: Path, progress: bool = True) -> list[ClipInputs]:
+def prepare_inputs(model: SpeakerLM, clips, cache: Path, train_encoder: bool = False,
+                   progress: bool = True) -> list[ClipInputs]:
     """Compute (or read from `cache`) each clip's encoder states, frame speaker stream and voiceprints.
     Over-Regist distractors come from other clips' speakers (paper §3.2), so no distractor audio is
     embedded here: `distractor_pool` builds them from the voiceprints, once all datasets are read."""
@@ -111,12 +123,12 @@ def prepare_inputs(model: SpeakerLM, clips, cache: Path, progress: bool = True) 
 
     from speakerlm.cache import atomic_path
     from speakerlm.features import frame_speaker_stream, log_mel_windows, n_frames
-    from speakerlm.speaker_encoder import load_speaker_encoder
-    from speakerlm.transcribe import mean_voiceprint
+    from speakerlm.pretrained.speaker_encoder import load_speaker_encoder
+    from speakerlm.voiceprints import mean_voiceprint
 
     cache.mkdir(parents=True, exist_ok=True)
     encoder = load_speaker_encoder(model.config.speaker_encoder)
-    processor = model.backbone.processor if model.config.backbone == "whisper" else model.processor
+    processor = model.backbone.processor
     prints: dict = {}
 
     def voiceprint(spans) -> torch.Tensor:
@@ -135,7 +147,7 @@ def prepare_inputs(model: SpeakerLM, clips, cache: Path, progress: bool = True) 
                 frames = n_frames(wave)
             if "audio" not in tensors:
                 mel = log_mel_windows(processor, wave)
-                if model.config.train_encoder:  # the encoder runs inside the training step
+                if train_encoder:  # the encoder runs inside the training step
                     tensors["audio"] = mel.contiguous()
                 else:
                     with torch.no_grad():
@@ -245,7 +257,7 @@ def save_checkpoint(out: Path, model: SpeakerLM, optimizer, step: int, rng: rand
     """Write `out/checkpoint` atomically: a new folder, then a rename over the old one."""
     tmp = out / "checkpoint.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save(tmp)
+    save(model, tmp)
     torch.save({"optimizer": optimizer.state_dict(), "step": step, "batches_drawn": batch_stream_pos,
                 "python_rng": rng.getstate(), "torch_rng": torch.get_rng_state()}, tmp / "trainer.pt")
     final, old = out / "checkpoint", out / "checkpoint.old"
@@ -258,7 +270,9 @@ def save_checkpoint(out: Path, model: SpeakerLM, optimizer, step: int, rng: rand
 
 def evaluate_dev(model: SpeakerLM, clips: list[ClipInputs], seed: int = 0) -> dict:
     """WER and cpWER (No-Regist), saWER (Match-Regist) on dev clips, micro-averaged."""
+    from speakerlm.decoding import decode
     from speakerlm.metrics import aggregate, score_clip
+    from speakerlm.pretrained.whisper import ENCODER_FRAMES_PER_SECOND
 
     model.eval()
     rng = random.Random(seed)
@@ -266,37 +280,11 @@ def evaluate_dev(model: SpeakerLM, clips: list[ClipInputs], seed: int = 0) -> di
     for clip in clips:
         for mode in scores:
             ex = make_example(clip, mode, rng)
-            hyp = model.generate(ex, max_new_tokens=int(40 + 8 * clip.frame_speaker.shape[0] / 50))
+            hyp = decode(model, ex, max_new_tokens=int(40 + 8 * clip.frame_speaker.shape[0] / ENCODER_FRAMES_PER_SECOND))
             scores[mode].append(score_clip(ex.turns, hyp, registered=mode == "match"))
     model.train()
     no, match = aggregate(scores["no"]), aggregate(scores["match"])
     return {"wer": no["wer"], "cpwer": no["cpwer"], "sawer": match["sawer"], "match_wer": match["wer"]}
-
-
-def plot_curve(log_path: Path, png: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [json.loads(l) for l in log_path.read_text().splitlines() if l.strip()]
-    train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
-    dev = [r for r in rows if "cpwer" in r]
-    fig, axes = plt.subplots(1, 2 if dev else 1, figsize=(10 if dev else 5, 3.5), squeeze=False)
-    axes = axes[0]
-    if train:
-        axes[0].plot(*zip(*train), lw=0.8)
-    axes[0].set(xlabel="step", ylabel="training loss", yscale="log", title="loss")
-    for key in ("wer", "cpwer", "sawer"):
-        pts = [(r["step"], r[key]) for r in dev if r.get(key) is not None]
-        if pts:
-            axes[1].plot(*zip(*pts), marker="o", label=key)
-    if dev:
-        axes[1].set(xlabel="step", ylabel="%", title="dev")
-        axes[1].legend()
-    fig.tight_layout()
-    fig.savefig(png, dpi=100)
-    plt.close(fig)
 
 
 # ---------------------------------------------------------------- the loop
@@ -307,11 +295,10 @@ def train(cfg: TrainConfig, data: Path | list[Path], out: Path, dev: Optional[Pa
     that many steps, so a long run can be done in chunks (the next call resumes from the checkpoint).
     Under `accelerate launch` / `torchrun` every process takes its own share of each step's batches."""
     from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
     from tqdm import tqdm
 
-    from speakerlm.datasets import load_dataset
-
-    from accelerate.utils import DistributedDataParallelKwargs
+    from speakerlm.plots import plot_training_curve
 
     # some parameters sit out whole batches (the registration slots in a No-Regist batch), so DDP must
     # not wait for their gradients
@@ -319,48 +306,17 @@ def train(cfg: TrainConfig, data: Path | list[Path], out: Path, dev: Optional[Pa
                               kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    rng = random.Random(cfg.seed + accelerator.process_index)
+    rng = random.Random(cfg.seed + accelerator.process_index)  # registration draws: each process its own
     resume = out / "checkpoint"
-    if resume.exists():  # same stage, interrupted: continue from its own checkpoint
-        model = SpeakerLM.load(resume)
-    elif init is not None:  # the previous stage's checkpoint, with this stage's trainable parts
-        model = SpeakerLM.load(init)
-        model = _with_config(model, cfg.model)
-    else:
-        model = SpeakerLM(cfg.model)
+    model = set_trainable(_starting_model(cfg, resume, init), cfg)
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str) + "\n")
-
-    # cached encoder states are the pretrained encoder's; a model whose encoder an earlier stage trained
-    # (and this one freezes) needs its own
-    features = out / "features" if model.encoder_trained and not cfg.model.train_encoder else out.parent / "features"
-    inputs = []
-    with accelerator.main_process_first():  # the main process fills the feature cache, the others read it
-        for path in [data] if isinstance(data, Path) else data:
-            clips = load_dataset(path)[:limit]
-            inputs += prepare_inputs(model, clips, feature_cache(features, path, cfg.model),
-                                     progress=accelerator.is_main_process)
-    if accelerator.device.type != "cpu":
-        # the model builds prompts and labels from fresh tensors: let them, and the cached inputs, live
-        # on the accelerator (untested here: these machines have no GPU)
-        torch.set_default_device(accelerator.device)
-        for c in inputs:
-            c.audio, c.frame_speaker = c.audio.to(accelerator.device), c.frame_speaker.to(accelerator.device)
-            c.voiceprints = {k: v.to(accelerator.device) for k, v in c.voiceprints.items()}
-    inputs = distractor_pool(inputs)  # distractors from every dataset's speakers
-    dev_inputs = prepare_inputs(model, load_dataset(dev)[: cfg.eval_clips],
-                                feature_cache(features, dev, cfg.model), progress=False) if dev else []
+    inputs, dev_inputs = _training_inputs(model, cfg, data, dev, out, limit, accelerator)
 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr_start, weight_decay=cfg.weight_decay)
-    step, drawn = 0, 0
-    if resume.exists():
-        state = torch.load(resume / "trainer.pt", weights_only=False)  # our own file, written by save_checkpoint
-        optimizer.load_state_dict(state["optimizer"])
-        step, drawn = state["step"], state["batches_drawn"]
-        rng.setstate(state["python_rng"])
-        torch.set_rng_state(state["torch_rng"])
+    step, drawn = _restore(resume, optimizer, rng) if resume.exists() else (0, 0)
     model, optimizer = accelerator.prepare(model, optimizer)
-    stream = batches(inputs, cfg, random.Random(cfg.seed))
+    stream = batches(inputs, cfg, random.Random(cfg.seed))  # the same stream on every process
     for _ in range(drawn):  # replay the data order up to where the checkpoint stopped
         next(stream)
     log = (out / "log.jsonl").open("a")
@@ -374,9 +330,9 @@ def train(cfg: TrainConfig, data: Path | list[Path], out: Path, dev: Optional[Pa
         total = 0.0
         for _ in range(cfg.accumulation):
             mode, n_ov = registration_mode(cfg, rng)  # one registration mode per batch (paper §3.2)
-            shares = [next(stream) for _ in range(accelerator.num_processes)]  # same stream on every process…
+            shares = [next(stream) for _ in range(accelerator.num_processes)]  # a batch for every process…
             drawn += accelerator.num_processes
-            batch = [make_example(inputs[i], mode, rng, n_ov) for i in shares[accelerator.process_index]]  # …own share
+            batch = [make_example(inputs[i], mode, rng, n_ov) for i in shares[accelerator.process_index]]  # …this one's
             _, loss = model(batch)
             accelerator.backward(loss / cfg.accumulation)
             total += loss.item() / cfg.accumulation
@@ -386,44 +342,84 @@ def train(cfg: TrainConfig, data: Path | list[Path], out: Path, dev: Optional[Pa
         step += 1
         bar.update(1)
         bar.set_postfix(loss=f"{total:.3f}")
-        if accelerator.is_main_process:
-            log.write(json.dumps({"step": step, "loss": round(total, 5), "lr": learning_rate(cfg, step - 1),
-                                  "seconds": round(time.perf_counter() - started, 3),
-                                  "processes": accelerator.num_processes}) + "\n")
-            log.flush()
-            if step % cfg.save_every == 0 or step == last:
-                save_checkpoint(out, accelerator.unwrap_model(model), optimizer, step, rng, drawn)
-            if dev_inputs and cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
-                result = evaluate_dev(accelerator.unwrap_model(model), dev_inputs)
-                log.write(json.dumps({"step": step, **result}) + "\n")
-                log.flush()
-                plot_curve(out / "log.jsonl", out / "training_curve.png")
+        if not accelerator.is_main_process:
+            continue
+        _log(log, {"step": step, "loss": round(total, 5), "lr": learning_rate(cfg, step - 1),
+                   "seconds": round(time.perf_counter() - started, 3), "processes": accelerator.num_processes})
+        if step % cfg.save_every == 0 or step == last:
+            save_checkpoint(out, accelerator.unwrap_model(model), optimizer, step, rng, drawn)
+        if dev_inputs and cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
+            _log(log, {"step": step, **evaluate_dev(accelerator.unwrap_model(model), dev_inputs)})
+            plot_training_curve(out / "log.jsonl", out / "training_curve.png")
     bar.close()
     if accelerator.is_main_process:
-        plot_curve(out / "log.jsonl", out / "training_curve.png")
+        plot_training_curve(out / "log.jsonl", out / "training_curve.png")
     return out / "checkpoint"
 
 
-def _with_config(model: SpeakerLM, config: SpeakerLMConfig) -> SpeakerLM:
-    """Carry trained tensors into a model whose trainable parts follow `config` (the next stage)."""
-    fresh = SpeakerLM(config)
-    fresh.load_trained(model.trainable_state_dict())
-    return fresh
+def _starting_model(cfg: TrainConfig, resume: Path, init: Optional[Path]) -> SpeakerLM:
+    """This stage's own checkpoint if it was interrupted; else the previous stage's tensors in a model
+    of this stage's config; else a fresh model."""
+    if resume.exists():
+        return load_model(resume)
+    model = SpeakerLM(cfg.model)
+    if init is not None:
+        load_trained(model, trained_state_dict(load_model(init)))
+    return model
+
+
+def _training_inputs(model: SpeakerLM, cfg: TrainConfig, data, dev: Optional[Path], out: Path,
+                     limit: Optional[int], accelerator) -> tuple[list[ClipInputs], list[ClipInputs]]:
+    """Every dataset's clips as cached model inputs, with Over-Regist distractors from all of them."""
+    from speakerlm.data.datasets import load_dataset
+
+    # cached encoder states are the packaged encoder's; a model whose encoder an earlier stage trained
+    # (and this one freezes) needs its own
+    features = out / "features" if model.encoder_trained and not cfg.train_encoder else out.parent / "features"
+    cache = lambda path: feature_cache(features, path, cfg.model, cfg.train_encoder)
+    inputs = []
+    with accelerator.main_process_first():  # the main process fills the feature cache, the others read it
+        for path in [data] if isinstance(data, Path) else data:
+            inputs += prepare_inputs(model, load_dataset(path)[:limit], cache(path), cfg.train_encoder,
+                                     progress=accelerator.is_main_process)
+    if accelerator.device.type != "cpu":
+        # the model builds prompts and labels from fresh tensors: let them, and the cached inputs, live
+        # on the accelerator
+        torch.set_default_device(accelerator.device)
+        for c in inputs:
+            c.audio, c.frame_speaker = c.audio.to(accelerator.device), c.frame_speaker.to(accelerator.device)
+            c.voiceprints = {k: v.to(accelerator.device) for k, v in c.voiceprints.items()}
+    dev_inputs = prepare_inputs(model, load_dataset(dev)[: cfg.eval_clips], cache(dev), cfg.train_encoder,
+                                progress=False) if dev else []
+    return distractor_pool(inputs), dev_inputs
+
+
+def _restore(resume: Path, optimizer, rng: random.Random) -> tuple[int, int]:
+    """Optimizer, RNG states and data position of an interrupted run: (step, batches drawn)."""
+    state = torch.load(resume / "trainer.pt", weights_only=False)  # our own file, written by save_checkpoint
+    optimizer.load_state_dict(state["optimizer"])
+    rng.setstate(state["python_rng"])
+    torch.set_rng_state(state["torch_rng"])
+    return state["step"], state["batches_drawn"]
+
+
+def _log(log, record: dict) -> None:
+    log.write(json.dumps(record) + "\n")
+    log.flush()
 
 
 def export(checkpoint: Path, out: Path, half: bool = True, llm_alpha: float = 1.0) -> Path:
     """A training checkpoint → a model folder to ship or pass as `--model` (float16 by default: the
     bundled model is made this way), optionally with its LLM mixed back towards the pretrained one."""
+    from speakerlm.checkpoint import mix_llm_with_pretrained
     from speakerlm.errors import UserError
 
-    if not (Path(checkpoint) / "config.json").is_file():
-        raise UserError(f"{checkpoint}: not a SpeakerLM checkpoint (no config.json); pass a `speakerlm train` checkpoint folder")
     if not 0.0 <= llm_alpha <= 1.0:
         raise UserError(f"--llm-alpha {llm_alpha}: give a value from 0 (pretrained LLM) to 1 (as trained)")
-    model = SpeakerLM.load(checkpoint)
+    model = load_model(checkpoint)
     if llm_alpha != 1.0:
-        model.mix_llm_with_pretrained(llm_alpha)
-    model.save(out, half=half)
+        mix_llm_with_pretrained(model, llm_alpha)
+    save(model, out, half=half)
     return Path(out)
 
 
@@ -471,8 +467,8 @@ def cmd_train(args: argparse.Namespace) -> None:
                                              frame_speaker_stream=not args.no_frame_speaker_stream,
                                              slot_presence=not args.no_slot_presence,
                                              lora_rank=args.lora_rank))
-    model_overrides = {"train_llm": True} if args.train_llm else {}
-    cfg = stage_config(base, args.stage, model=model_overrides, steps=args.steps, lr_peak=args.lr,
+    overrides = {"train_llm": True} if args.train_llm else {}
+    cfg = stage_config(base, args.stage, **overrides, steps=args.steps, lr_peak=args.lr,
                        warmup_steps=args.warmup, token_budget=args.token_budget, accumulation=args.accumulation,
                        eval_every=args.eval_every, save_every=args.save_every, seed=args.seed)
     print(train(cfg, args.data, args.out, args.dev, args.init, args.limit, args.stop_after))

@@ -1,15 +1,20 @@
-"""The one record that flows through the whole project: who said what, and when.
+"""The records that flow through the whole project: who said what, and when.
 
-Simulator references, model targets, decoded output, the cascade baseline, the writers and the
-metrics all speak in lists of `Turn`. Times are optional because the paper's model emits none.
+Simulator references, model targets, decoded output, every engine, the writers and the metrics speak
+in lists of `Turn`; a transcription returns a `Transcript`. Times are optional because the paper's
+model emits none. Speakers are enrolled names (`Alice`) or anonymous labels (`spk 0`, `spk 1`, …,
+numbered by first appearance), the paper's `Name: text` grammar (its Fig. 2–3).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Iterable, Optional
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Iterable, Optional, Sequence
 
 Seconds = float
+ANONYMOUS = "spk {}"  # label of the k-th unregistered speaker
+_ANON_RE = re.compile(r"spk \d+")
 
 
 @dataclass(frozen=True)
@@ -32,12 +37,43 @@ class Turn:
         )
 
 
+@dataclass(frozen=True)
+class Transcript:
+    """What a transcription returns (and the writers write)."""
+
+    audio: str  # path of the transcribed file, as given
+    turns: list[Turn]  # chronological
+    duration: Seconds  # of the audio
+    metadata: dict = field(default_factory=dict)  # engine, model, timings…: whatever the run records
+
+
+def is_anonymous(label: str) -> bool:
+    return bool(_ANON_RE.fullmatch(label))
+
+
 def speakers_in_order(turns: Iterable[Turn]) -> list[str]:
     """Speakers in order of first appearance (the order anonymous `spk k` labels follow)."""
-    seen: dict[str, None] = {}
-    for t in turns:
-        seen.setdefault(t.speaker, None)
-    return list(seen)
+    return list(dict.fromkeys(t.speaker for t in turns))
+
+
+def target_turns(reference: Sequence[Turn], registered: Iterable[str] = ()) -> list[Turn]:
+    """Relabel reference turns (any speaker ids) as the model must write them: registered speakers keep
+    their names, the others become `spk 0`, `spk 1`, … by first appearance. Chronological when timed."""
+    registered = set(registered)
+    ordered = sorted(reference, key=lambda t: t.start) if all(t.start is not None for t in reference) else list(reference)
+    anonymous: dict[str, str] = {}
+    out = []
+    for t in ordered:
+        label = t.speaker if t.speaker in registered else anonymous.setdefault(t.speaker, ANONYMOUS.format(len(anonymous)))
+        out.append(Turn(label, t.text, t.start, t.end))
+    return out
+
+
+def renumber_anonymous(turns: Sequence[Turn]) -> list[Turn]:
+    """Anonymous labels renumbered spk 0, spk 1, … by first appearance."""
+    order = list(dict.fromkeys(t.speaker for t in turns if is_anonymous(t.speaker)))
+    rename = {label: ANONYMOUS.format(i) for i, label in enumerate(order)}
+    return [Turn(rename.get(t.speaker, t.speaker), t.text, t.start, t.end) for t in turns]
 
 
 def check_speaker_name(name: str) -> str:

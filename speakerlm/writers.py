@@ -10,20 +10,10 @@ rttm  NIST RTTM speaker segments (needs times)
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from speakerlm.turns import Turn
-
-
-@dataclass(frozen=True)
-class Transcript:
-    audio: str  # path of the transcribed file, as given
-    turns: list[Turn]  # chronological
-    duration: float  # seconds of audio
-    metadata: dict = field(default_factory=dict)  # engine, model, timings…: whatever the run records
-
+from speakerlm.turns import Transcript, Turn
 
 def _timestamp(seconds: float, sep: str) -> str:
     ms = int(round(max(seconds, 0.0) * 1000))

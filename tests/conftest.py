@@ -46,7 +46,7 @@ def tts(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def whisper_tiny():
-    from speakerlm.whisper import load_whisper
+    from speakerlm.pretrained.whisper import load_whisper
 
     return load_whisper("tiny.en")
 

@@ -67,8 +67,7 @@ def test_speakerlm_engine_options_from_the_command_line(tmp_path):
     partial = lambda: set((cache_dir() / "partial").glob("*.jsonl"))
     before = partial()
     base = ["transcribe", str(EXAMPLE), "--engine", "speakerlm", "--speaker", f"Alice={REPO}/examples/alice.wav"]
-    for extra in (["--retrieval-k", "1", "--beams", "2", "--no-enrolled-from-recording"], ["--no-speaker-discovery", "--naming", "posthoc"],
-                  ["--num-speakers", "2", "--format", "rttm", "--output-dir", str(tmp_path)]):
+    for extra in (["--beams", "2"], ["--int8"], ["--num-speakers", "2", "--format", "rttm", "--output-dir", str(tmp_path)]):
         proc = run(*base, *extra)
         assert proc.returncode == 0, proc.stderr
         out = (tmp_path / "meeting.rttm").read_text() if "rttm" in extra else proc.stdout
@@ -78,9 +77,11 @@ def test_speakerlm_engine_options_from_the_command_line(tmp_path):
     assert len(labels) == 2 and "Alice" in labels  # two speakers, as told
 
 
-def test_retrieval_k_below_one_is_refused():
-    proc = run("transcribe", str(EXAMPLE), "--engine", "speakerlm", "--retrieval-k", "0")
-    assert proc.returncode == 2 and "--retrieval-k" in proc.stderr
+def test_transcribe_help_lists_user_options_only():
+    proc = run("transcribe", "--help")
+    assert proc.returncode == 0 and "--speaker" in proc.stdout and "--num-speakers" in proc.stdout
+    for switch in ("--naming", "--retrieval-k", "--no-speaker-discovery", "--enrolled-from-recording"):
+        assert switch not in proc.stdout  # experiment switches live in `evaluate --engine-config`
 
 
 @pytest.mark.parametrize("extra, check", [
@@ -102,9 +103,25 @@ def test_transcribe_options(extra, check, tmp_path):
 @pytest.mark.parametrize("extra, words", [
     (["--num-speakers", "0"], "--num-speakers 0"),
     (["--min-speakers", "3", "--max-speakers", "2"], "above --max-speakers"),
-    (["--engine", "speakerlm", "--model", "/nonexistent"], "not a SpeakerLM checkpoint"),
+    (["--engine", "speakerlm", "--model", "/nonexistent"], "not a SpeakerLM model"),
     (["--whisper", "base"], "built on Whisper tiny.en"),  # the default engine is the bundled model
+    (["--beams", "0"], "--beams 0"),
+    (["--speaker-encoder", "ge2e", "--speaker", f"Alice={REPO}/examples/alice.wav"], "trained on campp voiceprints"),
+    (["--engine", "cascade", "--model", str(REPO / "speakerlm" / "bundled")], "--model applies to --engine speakerlm"),
+    (["--engine", "plain", "--int8"], "--int8 applies to --engine speakerlm"),
+    (["--output-dir", str(EXAMPLE)], "is a file, not a folder"),
+    (["--speaker", f"Alice={REPO}/README.md"], "README.md: not a readable audio file"),
 ])
 def test_bad_transcribe_options_are_one_line_errors(extra, words):
     proc = run("transcribe", str(EXAMPLE), *extra)
     assert proc.returncode == 2 and words in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith("speakerlm: error: ") and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_every_input_is_checked_before_any_is_transcribed(tmp_path):
+    """A bad second recording stops the run before the first one is transcribed (no output written)."""
+    bad = tmp_path / "truncated.wav"
+    bad.write_bytes(EXAMPLE.read_bytes()[:30])
+    proc = run("transcribe", str(EXAMPLE), str(bad), "--engine", "cascade", "--output-dir", str(tmp_path / "out"))
+    assert proc.returncode == 2 and "truncated.wav" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert not (tmp_path / "out").exists()

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from speakerlm.audio import SAMPLE_RATE, load_audio
-from speakerlm.datasets import (AudioSpan, EvalClip, complete_enrolment, detect_format, load_dataset,
+from speakerlm.data.datasets import (AudioSpan, EvalClip, complete_enrolment, detect_format, load_dataset,
                                 split_clip)
 from speakerlm.errors import UserError
 from speakerlm.turns import Turn
@@ -300,7 +300,7 @@ def test_sidecar_enrolment_of_absent_speakers_becomes_the_distractor_pool(corpus
 
 
 def test_the_simulator_layout_loads_in_every_format(corpus, tmp_path):
-    """speakerlm/simulate.py's output: audio/, enrolment/<conv>/<voice>.wav, distractors/<voice>.wav,
+    """speakerlm/data/simulate.py's output: audio/, enrolment/<conv>/<voice>.wav, distractors/<voice>.wav,
     lhotse manifests, references.{stm,rttm,seglst.json} and an enrolment.json of its own form."""
     import shutil
 

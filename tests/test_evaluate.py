@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 import speakerlm.evaluate as ev
-from speakerlm.datasets import AudioSpan, EvalClip, load_dataset
+from speakerlm.data.datasets import AudioSpan, EvalClip, load_dataset
 from speakerlm.errors import UserError
 from speakerlm.metrics import ClipScores, ErrorCounts, aggregate
-from speakerlm.transcribe import ENGINES, Engine, TranscribeOptions
+from speakerlm.engines.base import Engine
+from speakerlm.transcribe import ENGINES, TranscribeOptions
 from speakerlm.turns import Turn
 from tests.test_datasets import make_corpus, write_lhotse, write_sidecar
 
@@ -33,10 +34,10 @@ class Oracle(Engine):
     def __init__(self, options: TranscribeOptions, references: dict, swap: bool = False):
         self.options, self.references, self.swap = options, references, swap
 
-    def transcribe(self, wave, enrolled):
+    def transcribe(self, wave, enrolled, count=None, state=None):
         reference = self.references[fingerprint(wave)]
-        Oracle.calls.append((len(enrolled.voiceprints), self.options.num_speakers))
-        true = [s for s in dict.fromkeys(t.speaker for t in reference) if s in enrolled.voiceprints]
+        Oracle.calls.append((len(enrolled), count.num))
+        true = [s for s in dict.fromkeys(t.speaker for t in reference) if s in enrolled]
         rename = dict(zip(true, true[1:] + true[:1])) if self.swap else {s: s for s in true}
         anonymous: dict[str, str] = {}
         return [Turn(rename[t.speaker] if t.speaker in rename else anonymous.setdefault(t.speaker, f"spk {len(anonymous)}"),
@@ -62,8 +63,8 @@ def clips(corpus):
 def engines(monkeypatch, clips):
     """Register the test engines and a cheap, counted voiceprint function."""
     references = {fingerprint(c.audio.load()): c.reference for c in clips}
-    monkeypatch.setitem(ENGINES, "oracle", lambda options: Oracle(options, references))
-    monkeypatch.setitem(ENGINES, "swapped", lambda options: Oracle(options, references, swap=True))
+    monkeypatch.setitem(ENGINES, "oracle", type("Perfect", (Oracle,), {"__init__": lambda self, options: Oracle.__init__(self, options, references)}))
+    monkeypatch.setitem(ENGINES, "swapped", type("Swapped", (Oracle,), {"__init__": lambda self, options: Oracle.__init__(self, options, references, swap=True)}))
     computed = []
 
     def fake_voiceprint(paths, encoder="campp"):
@@ -73,6 +74,13 @@ def engines(monkeypatch, clips):
     monkeypatch.setattr(ev, "enroll_voiceprint", fake_voiceprint)
     Oracle.calls = []
     return computed
+
+
+def evaluate_cli(argv) -> int:
+    """`speakerlm evaluate ARGV` through the real command line (its exit code)."""
+    from speakerlm.cli import main
+
+    return main(["evaluate", *argv])
 
 
 def _by_label(runs):
@@ -227,18 +235,18 @@ def test_resume_skips_finished_clips(clips, engines, tmp_path):
 def test_cli_end_to_end_and_resume(corpus, engines, tmp_path, capsys):
     out = tmp_path / "out"
     args = [str(corpus.root), "--systems", "oracle,swapped", "--mode", "all", "--distractors", "3", "--out", str(out), "--limit", "1"]
-    assert ev.main_for_tests(args) == 0
+    assert evaluate_cli(args) == 0
     printed = capsys.readouterr().out
     assert "| oracle | over N=3 |" in printed and "| swapped | no | 0.00 | 0.00 | – |" in printed
     assert {p.name for p in out.iterdir()} == {"clips.jsonl", "results.md", "results.json", "results.png"}
     assert len((out / "clips.jsonl").read_text().splitlines()) == 6  # 1 clip × 2 systems × 3 modes
     Oracle.calls = []
-    assert ev.main_for_tests(args) == 0 and Oracle.calls == []
+    assert evaluate_cli(args) == 0 and Oracle.calls == []
 
 
 def test_cli_sweep_writes_the_sweep_chart(corpus, engines, tmp_path):
     out = tmp_path / "out"
-    assert ev.main_for_tests([str(corpus.root), "--systems", "swapped", "--sweep", "0,1,10", "--out", str(out)]) == 0
+    assert evaluate_cli([str(corpus.root), "--systems", "swapped", "--sweep", "0,1,10", "--out", str(out)]) == 0
     body = json.loads((out / "results.json").read_text())
     assert [r["label"] for r in body["runs"]] == ["match", "over N=1", "over N=10"]
     assert (out / "sweep.png").exists() and "N_ov=10" in (out / "results.md").read_text()
@@ -252,7 +260,7 @@ def test_cli_sweep_writes_the_sweep_chart(corpus, engines, tmp_path):
 ])
 def test_cli_errors_are_one_line(corpus, args, words, capsys, tmp_path):
     args = [a.format(root=corpus.root) for a in args] + ["--out", str(tmp_path / "o")]
-    assert ev.main_for_tests(args) == 2
+    assert evaluate_cli(args) == 2
     err = capsys.readouterr().err
     assert words in err and err.count("\n") == 1 and "Traceback" not in err
 
@@ -261,7 +269,7 @@ def test_cli_errors_are_one_line(corpus, args, words, capsys, tmp_path):
 def test_real_systems_on_one_clip(corpus, tmp_path):
     """plain and cascade through Transcriber, real models and CAM++ voiceprints, Match-Regist."""
     out = tmp_path / "out"
-    assert ev.main_for_tests([str(corpus.root), "--systems", "plain,cascade", "--mode", "match", "--out", str(out), "--limit", "1"]) == 0
+    assert evaluate_cli([str(corpus.root), "--systems", "plain,cascade", "--mode", "match", "--out", str(out), "--limit", "1"]) == 0
     body = json.loads((out / "results.json").read_text())
     runs = {r["system"]: r for r in body["runs"]}
     # tiny.en drops the first sentence of this clip in both systems; what matters here is attribution
@@ -281,3 +289,20 @@ def test_distractor_pool_from_another_dataset_extends_over_regist(clips):
         assert not set(after.distractors) & set(after.speakers)
         roster = ev.registration(after, ev.Setting("over", 100), seed=0)
         assert len(roster) == len(after.speakers) + 100
+
+
+def test_engine_config_switches_are_typed_and_checked():
+    from speakerlm.engines.cascade import CascadeConfig
+    from speakerlm.engines.speakerlm import SpeakerLMEngineConfig
+
+    system = ev.as_system("speakerlm", switches={"naming": "posthoc", "discover_speakers": "false", "retrieval_k": "3"})
+    assert system.engine_config == SpeakerLMEngineConfig(naming="posthoc", discover_speakers=False, retrieval_k=3)
+    assert ev.as_system("speakerlm-native").engine_config == SpeakerLMEngineConfig(discover_speakers=False)
+    assert ev.as_system("cascade", switches={"turn_gap_s": "1.5"}).engine_config == CascadeConfig(turn_gap_s=1.5)
+    assert ev.as_system("cascade").engine_config is None  # the engine's defaults
+    with pytest.raises(UserError, match="no such switch"):
+        ev.as_system("cascade", switches={"naming": "posthoc"})
+    with pytest.raises(UserError, match="expected a int"):
+        ev.as_system("speakerlm", switches={"retrieval_k": "many"})
+    with pytest.raises(UserError, match="no experiment switches"):
+        ev.as_system("plain", switches={"retrieval_k": "3"})

@@ -2,7 +2,7 @@ import time
 
 import torch
 
-from speakerlm.llm import llm_dir, load_llm
+from speakerlm.pretrained.llm import llm_dir, load_llm
 
 
 def test_smollm2_loads_from_the_package_and_answers():

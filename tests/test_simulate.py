@@ -14,10 +14,11 @@ import pytest
 import soundfile as sf
 
 from speakerlm.audio import SAMPLE_RATE
-from speakerlm.simulate import (ConversationSimulator, SimulationConfig, Supervision, add_simulate_parser,
-                                overlap_ratio, plot_timeline, simulate, speech_and_overlap)
-from speakerlm.texts import TextPool
-from speakerlm.voices import Voice, VoiceBank, build_voice_bank
+from speakerlm.plots import plot_timeline
+from speakerlm.data.simulate import (ConversationSimulator, SimulationConfig, Supervision, add_simulate_parser,
+                                overlap_ratio, simulate, speech_and_overlap)
+from speakerlm.data.texts import TextPool
+from speakerlm.data.voices import Voice, VoiceBank, build_voice_bank
 
 ADJECTIVES = ("small", "old", "green", "quiet", "heavy", "bright")
 NOUNS = ("dog", "boat", "lamp", "garden", "teacher", "river")

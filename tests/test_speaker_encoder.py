@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from speakerlm.audio import SAMPLE_RATE, load_audio
-from speakerlm.speaker_encoder import load_speaker_encoder
+from speakerlm.pretrained.speaker_encoder import load_speaker_encoder
 
 VOICES = ("rms", "slt", "awb")
 

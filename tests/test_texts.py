@@ -5,7 +5,7 @@ import importlib.util
 import pytest
 
 from speakerlm.errors import UserError
-from speakerlm.texts import (FORTUNES_DIR, SPLITS, TextPool, clean_sentence, fortune_paragraphs, normalise,
+from speakerlm.data.texts import (FORTUNES_DIR, SPLITS, TextPool, clean_sentence, fortune_paragraphs, normalise,
                              split_of, split_sentences, to_pinyin)
 
 LEXICON = frozenset("the cat sat on a mat it was warm and i like tea".split())

@@ -17,10 +17,10 @@ from tests.test_datasets import make_corpus, write_lhotse, write_sidecar
 def test_stages_are_typed_overrides_of_one_config():
     base = TrainConfig()
     s2, s3, s4 = (stage_config(base, s) for s in (2, 3, 4))
-    assert (s2.model.train_encoder, s2.model.train_llm) == (False, False)  # projectors only
-    assert (s3.model.train_encoder, s3.model.train_llm) == (True, False)
-    assert (s4.model.train_encoder, s4.model.train_llm) == (True, True)
-    assert stage_config(base, 2, model={"train_llm": True}, steps=7).steps == 7
+    assert (s2.train_encoder, s2.train_llm) == (False, False)  # projectors only
+    assert (s3.train_encoder, s3.train_llm) == (True, False)
+    assert (s4.train_encoder, s4.train_llm) == (True, True)
+    assert stage_config(base, 2, train_llm=True, steps=7).steps == 7
 
 
 def test_warmup_then_cosine():
@@ -65,7 +65,7 @@ def corpus(tts, tmp_path_factory):
 
 def test_resume_after_interruption_equals_an_uninterrupted_run(corpus, tmp_path):
     cfg = stage_config(TrainConfig(steps=4, warmup_steps=1, save_every=1, eval_every=0, token_budget=400),
-                       2, model={"train_llm": True}, steps=4, lr_peak=1e-4)
+                       2, train_llm=True, steps=4, lr_peak=1e-4)
     straight = train(cfg, corpus.root, tmp_path / "a" / "run")
     # the same run, stopped after 2 steps (as a kill after a checkpoint would leave it), then resumed
     train(cfg, corpus.root, tmp_path / "b" / "run", stop_after=2)
@@ -98,18 +98,18 @@ def test_two_processes_train_data_parallel(corpus, tmp_path):
 
 def test_export_mixes_the_llm_with_the_pretrained_one(tmp_path):
     from speakerlm.errors import UserError
+    from speakerlm.checkpoint import bundled_model, load_model, trained_state_dict
     from speakerlm.model import SpeakerLM
     from speakerlm.train import export
-    from speakerlm.transcribe import bundled_model
 
-    model = SpeakerLM.load(bundled_model())
-    trained, pretrained = model.trainable_state_dict(), SpeakerLM(model.config).state_dict()
-    mixed = SpeakerLM.load(export(bundled_model(), tmp_path / "half", half=False, llm_alpha=0.5)).trainable_state_dict()
+    model = load_model(bundled_model())
+    trained, pretrained = trained_state_dict(model), SpeakerLM(model.config).state_dict()
+    mixed = trained_state_dict(load_model(export(bundled_model(), tmp_path / "half", half=False, llm_alpha=0.5)))
     layer = "backbone.decoder.layers.0.fc1.weight"
     assert not torch.equal(trained[layer], pretrained[layer])
     assert torch.allclose(mixed[layer], (trained[layer] + pretrained[layer]) / 2, atol=1e-6)
     assert torch.equal(mixed["pointer_key.weight"], trained["pointer_key.weight"])  # heads stay as trained
-    with pytest.raises(UserError, match="not a SpeakerLM checkpoint"):
+    with pytest.raises(UserError, match="not a SpeakerLM model"):
         export(tmp_path, tmp_path / "x")
 
 
@@ -119,13 +119,15 @@ def test_curriculum_stages_train_the_encoder_and_keep_earlier_stages(corpus, tmp
     wraps it in LoRA; neither may fall back to the pretrained decoder."""
     from safetensors.torch import load_file
 
+    from speakerlm.checkpoint import load_model
     from speakerlm.model import SpeakerLM
 
     common = dict(warmup_steps=1, save_every=2, eval_every=0, token_budget=400, lr_peak=1e-3)
     base = TrainConfig()
-    s2 = train(stage_config(base, 2, model={"train_llm": True}, steps=2, **common), corpus.root, tmp_path / "s2")
+    s2 = train(stage_config(base, 2, train_llm=True, steps=2, **common), corpus.root, tmp_path / "s2")
     s3 = train(stage_config(base, 3, steps=2, **common), corpus.root, tmp_path / "s3", init=s2)
-    s4 = train(stage_config(base, 4, model={"lora_rank": 4}, steps=2, **common), corpus.root, tmp_path / "s4", init=s3)
+    with_lora = replace(base, model=replace(base.model, lora_rank=4))
+    s4 = train(stage_config(with_lora, 4, steps=2, **common), corpus.root, tmp_path / "s4", init=s3)
     mel_dir, states_dir = (tmp_path / "features" / f"{corpus.root.name}-tiny.en-campp-{k}" for k in ("mel", "states"))
     clip = sorted(mel_dir.glob("*.safetensors"))[0]
     mel, states = load_file(str(clip)), load_file(str(states_dir / clip.name))
@@ -143,5 +145,5 @@ def test_curriculum_stages_train_the_encoder_and_keep_earlier_stages(corpus, tmp
     assert torch.equal(t4[lora_base], t2[q]) and torch.equal(t4[layer], t2[layer])  # LoRA wraps stage 2's weights
     assert any("lora_B" in k and t4[k].abs().sum() > 0 for k in t4)  # and its adapter trained
     assert not torch.equal(t4[enc], t3[enc])
-    reloaded = SpeakerLM.load(s4).state_dict()
+    reloaded = load_model(s4).state_dict()
     assert torch.equal(reloaded[lora_base], t2[q])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from speakerlm.audio import SAMPLE_RATE
-from speakerlm.voices import (SPLIT_LINK, TRIM_FRAME, Similarity, Voice, VoiceBank, assign_splits, default_voices,
+from speakerlm.data.voices import (SPLIT_LINK, TRIM_FRAME, Similarity, Voice, VoiceBank, assign_splits, default_voices,
                               recording_set, similarity_matrix, trim)
 
 TEXT = "The birch canoe slid on the smooth planks."

@@ -6,7 +6,7 @@ import torch
 
 from speakerlm.audio import load_audio
 from speakerlm.metrics import normalized_tokens
-from speakerlm.whisper import SOURCES, _site_packages, load_whisper, transcribe_window, whisper_dir
+from speakerlm.pretrained.whisper import SOURCES, _site_packages, load_whisper, transcribe_window, whisper_dir
 from tests.conftest import SENTENCES
 
 

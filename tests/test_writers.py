@@ -1,8 +1,8 @@
 import json
 import re
 
-from speakerlm.turns import Turn
-from speakerlm.writers import Transcript, get_writer, output_path
+from speakerlm.turns import Transcript, Turn
+from speakerlm.writers import get_writer, output_path
 
 TURNS = [Turn("Alice", "Hi, how are you?", 0.5, 2.25), Turn("spk 0", "Fine, thanks.", 2.0, 3671.5)]
 T = Transcript("dir/meeting one.wav", TURNS, 3700.0, {"engine": "plain"})

@@ -12,7 +12,7 @@ Every format ends up as the same record, so the evaluator never cares where the 
            whose turns overlap it most (the nearest one when none overlaps); times stay the STM's.
 
 Enrolment (optional, any format): a JSON sidecar (default `enrolment.json` beside the data), paths
-relative to the sidecar's folder. Ours, and the simulator's (`speakerlm/simulate.py`), are both read:
+relative to the sidecar's folder. Ours, and the simulator's (`speakerlm/data/simulate.py`), are both read:
 
   {"<clip or recording id>": {"enrolment":   {"<reference speaker>": ["alice_1.wav", ...], ...},
                               "distractors": {"<other speaker>": ["zed_1.wav", ...], ...}}, ...}
@@ -44,11 +44,11 @@ import numpy as np
 from speakerlm.audio import Pathlike, load_audio, prepare_wave
 from speakerlm.errors import UserError
 from speakerlm.turns import Seconds, Turn, speakers_in_order
+from speakerlm.voiceprints import MIN_ENROL_SECONDS
 
 FORMATS = ("lhotse", "stm", "seglst", "rttm")
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus")
 SPEAKER_SCOPES = ("dataset", "recording")
-MIN_ENROL_SECONDS = 1.0  # enroll_voiceprint refuses shorter audio
 ENROL_SECONDS = 10.0  # cut this much per speaker (the paper enrols 2–10 s clips)
 STM_SKIP = ("ignore_time_segment_in_scoring", "inter_segment_gap")  # NIST markers, not speech
 

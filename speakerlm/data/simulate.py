@@ -30,9 +30,9 @@ import numpy as np
 from speakerlm.audio import SAMPLE_RATE
 from speakerlm.cache import atomic_path, write_text_atomic
 from speakerlm.errors import UserError
-from speakerlm.texts import TextPool
+from speakerlm.data.texts import TextPool
 from speakerlm.turns import Turn
-from speakerlm.voices import Voice, VoiceBank
+from speakerlm.data.voices import Voice, VoiceBank
 
 Seconds = float
 SPLIT_CODES = {"train": 0, "dev": 1, "test": 2}  # part of every conversation's seed
@@ -611,32 +611,6 @@ def assemble(out: Path, ids: list[str], bank: VoiceBank) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def plot_timeline(supervisions: Sequence, path: Path, title: str = "") -> Path:
-    """A PNG of who speaks when: one row and colour per speaker, backchannels hatched."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    speakers = list(dict.fromkeys(s.speaker for s in supervisions))
-    colours = plt.get_cmap("tab10")
-    fig, ax = plt.subplots(figsize=(12, 0.6 * len(speakers) + 1.2))
-    for s in supervisions:
-        row = speakers.index(s.speaker)
-        ax.broken_barh([(s.start, s.end - s.start)], (row - 0.35, 0.7), facecolors=colours(row % 10),
-                       edgecolor="black", linewidth=0.5, hatch="//" if getattr(s, "backchannel", False) else None)
-    ax.set_yticks(range(len(speakers)), speakers)
-    ax.invert_yaxis()
-    ax.set_xlabel("time (s)")
-    ax.set_title(title or f"{len(supervisions)} turns, overlap ratio {overlap_ratio(supervisions):.2f}")
-    ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return Path(path)
-
-
 # ---- command line ----------------------------------------------------------------------------------
 
 def _range(cast, example: str):
@@ -684,8 +658,8 @@ def add_simulate_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
-    from speakerlm.texts import load_text_pool
-    from speakerlm.voices import build_voice_bank, default_bank_dir, default_voices
+    from speakerlm.data.texts import load_text_pool
+    from speakerlm.data.voices import build_voice_bank, default_bank_dir, default_voices
 
     bank_dir = args.bank or (default_bank_dir() if args.language == "en" else default_bank_dir().with_name("voices-zh"))
     if args.build_bank or not (bank_dir / "splits.json").exists():
@@ -715,5 +689,9 @@ def cmd_simulate(args: argparse.Namespace) -> None:
     sim = ConversationSimulator(bank, texts, config, split, seed)
     out = simulate(args.out, sim, count, workers=args.workers)
     first = json.loads((out / "conversations" / f"{sim.conversation_id(0)}.json").read_text())
-    plot_timeline([Supervision(**s) for s in first["supervisions"]], out / "timeline.png", title=first["id"])
+    from speakerlm.plots import plot_timeline
+
+    supervisions = [Supervision(**s) for s in first["supervisions"]]
+    plot_timeline(supervisions, out / "timeline.png",
+                  title=f"{first['id']}: {len(supervisions)} turns, overlap ratio {overlap_ratio(supervisions):.2f}")
     print(f"wrote {count} conversations to {out}", file=sys.stderr)

@@ -40,7 +40,7 @@ import numpy as np
 from speakerlm.audio import SAMPLE_RATE, load_audio
 from speakerlm.cache import atomic_path, cache_dir, write_text_atomic
 from speakerlm.errors import UserError
-from speakerlm.texts import split_of
+from speakerlm.data.texts import split_of
 
 BANK_VERSION = 1  # part of every cached utterance's path: bump when synthesis changes
 TRIM_DB = 40.0  # a TTS output is trimmed to its 10 ms frames within this many dB of its loudest frame
@@ -132,7 +132,7 @@ class Voice:
 
 def _spoken(text: str, language: str) -> str:
     if language == "zh":
-        from speakerlm.texts import to_pinyin
+        from speakerlm.data.texts import to_pinyin
 
         return to_pinyin(text)
     return text
@@ -364,7 +364,7 @@ def build_voice_bank(root: Optional[Path] = None, voices: Optional[Sequence[Voic
     import torch
     from tqdm import tqdm
 
-    from speakerlm.speaker_encoder import load_speaker_encoder
+    from speakerlm.pretrained.speaker_encoder import load_speaker_encoder
 
     root = Path(root) if root is not None else default_bank_dir()
     voices = list(default_voices() if voices is None else voices)

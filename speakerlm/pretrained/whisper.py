@@ -19,7 +19,7 @@ import numpy as np
 
 from speakerlm.audio import SAMPLE_RATE
 from speakerlm.cache import cache_dir, quiet_transformers, verify_sha256
-from speakerlm.ct2 import read_ct2
+from speakerlm.pretrained.ct2 import read_ct2
 from speakerlm.errors import UserError
 
 N_MELS = 80  # tiny.en and base both take 80 log-mel bins

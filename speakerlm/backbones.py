@@ -1,0 +1,183 @@
+"""The LLM behind SpeakerLM: two small classes behind one interface, owning every backbone difference.
+
+- `WhisperBackbone`: the pretrained Whisper decoder plays the LLM; audio enters by cross-attention;
+  registration blocks sit in the `<|startofprev|>` prompt region, one position per speaker (P(e) + a
+  learned slot embedding, no name tokens: Whisper's decoder has 448 positions and 100 distractors must
+  fit; the pointer does not need the name in the prompt).
+- `DecoderOnlyBackbone` (the paper's design): any Hugging Face causal LM; audio tokens (the audio
+  projector's output) and registration blocks (`name <start>[embedding]<end>`, the paper's Fig. 2) are
+  spliced into a ChatML prompt's `inputs_embeds`; LoRA through peft.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class AudioProjector(nn.Module):
+    """2-layer Transformer at the encoder width, then a stride-2 CNN to the LLM width (MinMo's
+    projector shape, paper §3.1): time ×2 down, 50 → 25 Hz."""
+
+    def __init__(self, d_in: int, d_out: int, layers: int = 2):
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(d_in, nhead=max(1, d_in // 64), dim_feedforward=2 * d_in,
+                                           batch_first=True, norm_first=True)
+        self.transformer = nn.TransformerEncoder(layer, layers)
+        self.cnn = nn.Conv1d(d_in, d_out, kernel_size=2, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, d_in) → (B, ceil(T/2), d_out)."""
+        if x.shape[1] % 2:
+            x = F.pad(x, (0, 0, 0, 1))
+        return self.cnn(self.transformer(x).transpose(1, 2)).transpose(1, 2)
+
+
+class Backbone(nn.Module):
+    """What SpeakerLM needs from an audio encoder and an LLM."""
+
+    d_model: int  # LLM width
+    d_encoder: int  # audio encoder width
+    processor: object  # pretrained.whisper.Processor: wave → log-mel, for the audio encoder
+    audio_encoder: nn.Module  # Whisper's encoder (frozen until curriculum stage 3)
+    llm: nn.Module  # the language model that LoRA wraps and stages 1 and 4 train
+    lora_targets: tuple[str, ...]  # module names inside `llm` that LoRA adapts
+    frozen_llm_prefixes: tuple[str, ...] = ()  # parameters of `llm` that training never changes
+    int8_parts: tuple[str, ...] = ()  # attributes whose Linear layers may run in int8 at inference
+    turn_id: int  # token the LM emits to open a turn
+    eos_id: int  # token that ends the transcript
+    suppressed: tuple[int, ...] = ()  # tokens decoding never emits (e.g. Whisper's special and timestamp tokens)
+    max_positions: int = 1 << 30  # prompt + response positions the LLM can hold
+
+    def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def tokenize(self, text: str) -> list[int]:
+        raise NotImplementedError
+
+    def decode_tokens(self, ids: list[int]) -> str:
+        raise NotImplementedError
+
+    def prompt(self, audio: torch.Tensor, slot_embs: list[torch.Tensor], names: list[str]
+               ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(prompt embeddings (P, d), cross-attention memory (T, d_encoder) or None) for one clip."""
+        raise NotImplementedError
+
+    def run(self, embeds: torch.Tensor, mask: torch.Tensor, memory: Optional[torch.Tensor], cache=None):
+        """Causal pass over (B, L, d) embeddings → (hidden (B, L, d), cache)."""
+        raise NotImplementedError
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class WhisperBackbone(Backbone):
+    lora_targets = ("q_proj", "v_proj", "out_proj")
+    # the token embeddings (tied to the output layer) stay frozen: 20 M of the decoder's 30 M parameters,
+    # and leaving them out keeps a checkpoint small
+    frozen_llm_prefixes = ("embed_tokens",)
+    int8_parts = ("encoder", "decoder", "proj_out")
+
+    def __init__(self, config):
+        super().__init__()
+        from speakerlm.pretrained.whisper import load_whisper
+
+        whisper, self.processor = load_whisper(config.whisper)
+        self.encoder, self.decoder, self.proj_out = whisper.model.encoder, whisper.model.decoder, whisper.proj_out
+        self.d_model = self.d_encoder = whisper.config.d_model
+        ids = {t: self.processor.tokenizer.convert_tokens_to_ids(t) for t in
+               ("<|startofprev|>", "<|startoftranscript|>", "<|notimestamps|>", "<|startoflm|>", "<|endoftext|>")}
+        self.prefix_ids = [ids["<|startoftranscript|>"], ids["<|notimestamps|>"]]
+        self.prev_id, self.turn_id, self.eos_id = ids["<|startofprev|>"], ids["<|startoflm|>"], ids["<|endoftext|>"]
+        self.slot_embedding = nn.Parameter(torch.zeros(self.d_model))  # marks a registration position
+        self.suppressed = [i for i in range(ids["<|startoftranscript|>"], whisper.config.vocab_size) if i != self.turn_id]
+        self.max_positions = whisper.config.max_target_positions
+
+    @property
+    def audio_encoder(self) -> nn.Module:
+        return self.encoder
+
+    @property
+    def llm(self) -> nn.Module:
+        return self.decoder
+
+    def embed_tokens(self, ids):
+        return self.decoder.embed_tokens(ids)
+
+    def tokenize(self, text):
+        return self.processor.tokenizer.encode(text, add_special_tokens=False)
+
+    def decode_tokens(self, ids):
+        return self.processor.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def prompt(self, audio, slot_embs, names):
+        parts = [self.embed_tokens(torch.tensor([self.prev_id]))]
+        parts += [(e + self.slot_embedding)[None] for e in slot_embs]
+        parts.append(self.embed_tokens(torch.tensor(self.prefix_ids)))
+        return torch.cat(parts), audio
+
+    def run(self, embeds, mask, memory, cache=None):
+        out = self.decoder(inputs_embeds=embeds, attention_mask=mask, encoder_hidden_states=memory,
+                           cache=cache, use_cache=cache is not None)
+        return out.last_hidden_state, out.past_key_values
+
+    def logits(self, hidden):
+        return self.proj_out(hidden)
+
+
+class DecoderOnlyBackbone(Backbone):
+    SYSTEM = "You are a helpful assistant."
+    INSTRUCTION = "Transcribe by roles."  # the paper's No/Match/Over-Regist instruction
+    TURN_TOKEN = "<file_sep>"  # a special token SmolLM2 never writes in prose; any unused token works
+    lora_targets = ("q_proj", "v_proj", "k_proj", "o_proj")
+
+    def __init__(self, config):
+        super().__init__()
+        from speakerlm.pretrained.llm import load_llm
+        from speakerlm.pretrained.whisper import load_whisper
+
+        whisper, self.processor = load_whisper(config.whisper)
+        self.audio_encoder = whisper.model.encoder
+        self.d_encoder = whisper.config.d_model
+        self.llm, self.tokenizer = load_llm(config.llm)
+        self.d_model = self.llm.config.hidden_size
+        self.projector = AudioProjector(self.d_encoder, self.d_model, config.projector_layers)
+        self.turn_id = self.tokenizer.convert_tokens_to_ids(self.TURN_TOKEN)
+        if self.turn_id is None or self.turn_id == self.tokenizer.unk_token_id:
+            self.turn_id = self.tokenizer.eos_token_id  # a tiny test vocabulary without it
+        self.eos_id = self.tokenizer.convert_tokens_to_ids("<|im_end|>") or self.tokenizer.eos_token_id
+        head = f"<|im_start|>system\n{self.SYSTEM}<|im_end|>\n<|im_start|>user\n{self.INSTRUCTION}"
+        self.head_ids = self.tokenize(head)
+        self.start_ids, self.end_ids = self.tokenize("<start>"), self.tokenize("<end>")
+        self.tail_ids = self.tokenize("<|im_end|>\n<|im_start|>assistant\n")
+
+    def embed_tokens(self, ids):
+        return self.llm.get_input_embeddings()(ids)
+
+    def tokenize(self, text):
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def decode_tokens(self, ids):
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def prompt(self, audio, slot_embs, names):
+        emb = lambda ids: self.embed_tokens(torch.tensor(ids, dtype=torch.long))
+        parts = [emb(self.head_ids)]
+        for name, e in zip(names, slot_embs):  # the paper's Fig. 2 block: name <start>[embedding]<end>
+            parts += [emb(self.tokenize(f" {name}")), emb(self.start_ids), e[None], emb(self.end_ids)]
+        parts += [emb(self.tokenize(" ")), emb(self.start_ids), self.projector(audio[None])[0], emb(self.end_ids),
+                  emb(self.tail_ids)]
+        return torch.cat(parts), None
+
+    def run(self, embeds, mask, memory, cache=None):
+        out = self.llm.model(inputs_embeds=embeds, attention_mask=mask, cache=cache, use_cache=cache is not None)
+        return out.last_hidden_state, out.past_key_values
+
+    def logits(self, hidden):
+        return self.llm.lm_head(hidden)
+
+
+BACKBONES = {"whisper": WhisperBackbone, "decoder": DecoderOnlyBackbone}

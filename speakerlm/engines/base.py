@@ -1,0 +1,60 @@
+"""What every engine shares: the user's options, and the interface `Transcriber` drives."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from speakerlm.audio import Pathlike
+from speakerlm.diarize import SpeakerCount
+from speakerlm.errors import UserError
+from speakerlm.turns import Turn
+from speakerlm.voiceprints import Voiceprints
+
+SPEAKER_ENCODERS = ("campp", "ge2e")
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """What a user chooses (CLI flags, Python keywords). Experiment switches of an engine live in its
+    own config (`CascadeConfig`, `SpeakerLMEngineConfig`), which benchmarks and `evaluate` set."""
+
+    engine: str = "speakerlm"  # "speakerlm" (the bundled model), "cascade" or "plain"
+    model: Optional[str] = None  # SpeakerLM model folder (engine speakerlm); None = the bundled one
+    whisper: Optional[str] = None  # "tiny.en", "base" or a local HF Whisper folder; None = the engine's own
+    language: Optional[str] = "en"  # for multilingual Whisper; None = detect
+    num_beams: int = 1  # 1 = greedy decoding
+    speaker_encoder: Optional[str] = None  # voiceprints: "campp" or "ge2e"; None = the engine's own
+    int8: bool = False  # engine speakerlm: int8 decoder weights (faster, slightly less accurate)
+    progress: bool = False  # progress bar over a recording's windows
+
+    def __post_init__(self):
+        if self.num_beams < 1:
+            raise UserError(f"--beams {self.num_beams}: give a beam size of at least 1 (1 = greedy)")
+        if self.speaker_encoder not in (None, *SPEAKER_ENCODERS):
+            raise UserError(f"speaker encoder {self.speaker_encoder!r}: choose one of {', '.join(SPEAKER_ENCODERS)}")
+        if self.engine != "speakerlm" and (self.model is not None or self.int8):
+            flag = "--model" if self.model is not None else "--int8"
+            raise UserError(f"{flag} applies to --engine speakerlm, not {self.engine}")
+
+
+class Engine(ABC):
+    """Built once from the options (models load here), then used for any number of recordings."""
+
+    Config: Optional[type] = None  # the engine's experiment-switch dataclass, if it has one
+
+    @classmethod
+    def resolve(cls, options: TranscribeOptions) -> TranscribeOptions:
+        """The options with what the engine decides filled in (its Whisper, its speaker encoder), or a
+        UserError for what it cannot honour. Reads no weights: bad input fails before any work."""
+        return options
+
+    @abstractmethod
+    def transcribe(self, wave: np.ndarray, voiceprints: Voiceprints, count: SpeakerCount = SpeakerCount(),
+                   state: Optional[Pathlike] = None) -> list[Turn]:
+        """A SAMPLE_RATE mono wave and the enrolled voiceprints → chronological turns. `count`: what the
+        user knows of the number of speakers. `state`: a file where an engine that works window by
+        window records finished windows, so an interrupted run resumes."""

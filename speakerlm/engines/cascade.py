@@ -1,0 +1,86 @@
+"""The cascaded baseline: diarization → Whisper words → each word labelled from the frames it was
+spoken in → turns → enrolled names.
+
+The paper compares SpeakerLM with such cascades (its Fig. 1a). The join follows WhisperX: every ASR
+word goes to the speaker active at its time, so speaker changes without a pause are handled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from speakerlm.audio import SAMPLE_RATE
+from speakerlm.diarize import FRAMES_PER_SECOND, Diarizer, DiarizerConfig, SpeakerCount
+from speakerlm.engines.base import Engine, TranscribeOptions
+from speakerlm.memory import return_freed_memory
+from speakerlm.pretrained.whisper import ASR_WINDOW_SECONDS, DEFAULT_WHISPER, Word, load_whisper, transcribe_words
+from speakerlm.turns import ANONYMOUS, Turn
+from speakerlm.vad import group_regions, speech_regions
+from speakerlm.voiceprints import MATCH_THRESHOLD, match_names
+
+
+@dataclass(frozen=True)
+class CascadeConfig:
+    diarizer: DiarizerConfig = field(default_factory=DiarizerConfig)
+    match_threshold: float = MATCH_THRESHOLD  # cosine(cluster centroid, voiceprint) needed to name a cluster
+    turn_gap_s: float = 2.0  # a longer pause starts a new turn even for the same speaker
+
+
+def word_speaker(word: Word, frames: np.ndarray) -> int:
+    """The label covering most of the word's span; the nearest labelled frame if none does."""
+    a = int(word.start * FRAMES_PER_SECOND)
+    b = max(a + 1, int(word.end * FRAMES_PER_SECOND))
+    span = frames[a:b]
+    span = span[span >= 0]
+    if span.size:
+        return int(np.bincount(span).argmax())
+    labelled = np.flatnonzero(frames >= 0)
+    if not labelled.size:
+        return 0
+    return int(frames[labelled[np.argmin(np.abs(labelled - (a + b) / 2))]])
+
+
+def words_to_turns(words: list[Word], speakers: list[str], gap_s: float) -> list[Turn]:
+    turns: list[Turn] = []
+    for word, speaker in zip(words, speakers):
+        last = turns[-1] if turns else None
+        if last and last.speaker == speaker and word.start - last.end <= gap_s:
+            turns[-1] = Turn(speaker, f"{last.text} {word.text}", last.start, word.end)
+        else:
+            turns.append(Turn(speaker, word.text, word.start, word.end))
+    return turns
+
+
+class Cascade(Engine):
+    Config = CascadeConfig
+
+    @classmethod
+    def resolve(cls, options: TranscribeOptions) -> TranscribeOptions:
+        return replace(options, whisper=options.whisper or DEFAULT_WHISPER,
+                       speaker_encoder=options.speaker_encoder or "campp")
+
+    def __init__(self, options: TranscribeOptions, config: CascadeConfig = CascadeConfig()):
+        from speakerlm.pretrained.speaker_encoder import load_speaker_encoder
+
+        self.options, self.config = self.resolve(options), config or CascadeConfig()
+        self.model, self.processor = load_whisper(self.options.whisper)
+        self.diarizer = Diarizer(load_speaker_encoder(self.options.speaker_encoder), self.config.diarizer)
+
+    def transcribe(self, wave, voiceprints, count=SpeakerCount(), state=None) -> list[Turn]:
+        regions = speech_regions(wave)
+        frames, centroids = self.diarizer.diarize(wave, regions, count)
+        words: list[Word] = []
+        for w in group_regions(regions, ASR_WINDOW_SECONDS):
+            piece = wave[int(w.start * SAMPLE_RATE) : int(w.end * SAMPLE_RATE)]
+            words += transcribe_words(self.model, self.processor, piece, self.options.language, offset=w.start)
+            return_freed_memory()  # memory flat in the recording's length (memory.py)
+        clusters = [word_speaker(w, frames) for w in words]
+        named = match_names(centroids, voiceprints, self.config.match_threshold)
+        anonymous: dict[int, str] = {}
+        for k in clusters:  # unnamed clusters become spk 0, spk 1, … by first appearance
+            if k not in named and k not in anonymous:
+                anonymous[k] = ANONYMOUS.format(len(anonymous))
+        speakers = [named.get(k) or anonymous[k] for k in clusters]
+        return words_to_turns(words, speakers, self.config.turn_gap_s)

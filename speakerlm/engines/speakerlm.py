@@ -1,0 +1,264 @@
+"""The SpeakerLM engine: the end-to-end model over a recording of any length, one pass per window cut
+at pauses.
+
+1. Speaker discovery (`discover_speakers`): the recording's voices are diarized once; voices that
+   match an enrolled voiceprint take its name, the others are registered as anonymous voices `spk k`.
+   So every window is transcribed in the model's registration mode with recording-wide labels
+   (consistent over an hour), and the user's speaker-count hints apply.
+2. Each window gets at most `retrieval_k` registered voices: those whose voiceprint best matches the
+   window's frame speaker stream, so thousands of enrolled people keep the prompt short. In recordings
+   over `local_after_seconds`, a discovered voice heard ≥ `local_seconds` in a window is registered with
+   a voiceprint of its audio *in that window*: the label stays recording-wide, the voiceprint follows
+   the voice as it sounds there.
+3. A voice the model hears but nobody registered gets a window-local `spk j` from the model; it becomes
+   a new recording-wide label, registered for later windows with a voiceprint of the audio given to it.
+4. `naming="posthoc"` is the baseline the pointer must beat: the model transcribes without any
+   registration, and its anonymous speakers are named afterwards by voiceprint similarity.
+The model writes no times (as the paper's); `timing.time_turns` lays each window's turns over its
+speech, moving the boundaries to where the discovered voices change. An interrupted run resumes from
+its last finished window (`state`, one JSON line per window).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from speakerlm.audio import SAMPLE_RATE, Pathlike, duration
+from speakerlm.diarize import FRAMES_PER_SECOND, Diarizer, DiarizerConfig, SpeakerCount
+from speakerlm.engines.base import Engine, TranscribeOptions
+from speakerlm.errors import UserError
+from speakerlm.memory import return_freed_memory
+from speakerlm.timing import time_turns
+from speakerlm.turns import ANONYMOUS, Turn, is_anonymous, renumber_anonymous
+from speakerlm.vad import Region, group_regions, speech_regions
+from speakerlm.voiceprints import MATCH_THRESHOLD, Voiceprints, match_names, mean_voiceprint, retrieve
+
+
+@dataclass(frozen=True)
+class SpeakerLMEngineConfig:
+    # the bundled model was trained on 10–25 s clips; on whole 40–50 s clips a model at step 200 reached
+    # only WER 92 %, so windows stay near the training length
+    window_seconds: float = 20.0
+    discover_speakers: bool = True  # diarize first and register the recording's voices (step 1)
+    naming: str = "pointer"  # "pointer" (registration in the prompt) or "posthoc" (the naming baseline)
+    retrieval_k: int = 8  # at most this many registered voices in a window's prompt
+    # an enrolled person found in the recording is registered with a voiceprint of their voice *there*
+    # (same room and microphone as the frame stream hears)
+    enrolled_from_recording: bool = True
+    # window-local voiceprints (step 2): on a 10-minute meeting they took cpWER from 83.67 to 71.74 (two
+    # similar voices had shared one recording-wide voiceprint); on 40–50 s clips, whose recording-wide
+    # voiceprint is already made of nearby audio, they cost 1.9–3.4 points, hence only past 2 minutes
+    local_seconds: float = 2.0
+    local_after_seconds: float = 120.0
+    match_threshold: float = MATCH_THRESHOLD  # cosine needed to give a discovered voice an enrolled name
+    diarizer: DiarizerConfig = field(default_factory=DiarizerConfig)
+
+    def __post_init__(self):
+        if self.naming not in ("pointer", "posthoc"):
+            raise UserError(f"naming {self.naming!r}: choose pointer or posthoc")
+        if self.retrieval_k < 1:
+            raise UserError(f"retrieval_k {self.retrieval_k}: give at least 1")
+
+
+class SpeakerLMEngine(Engine):
+    Config = SpeakerLMEngineConfig
+
+    @classmethod
+    def resolve(cls, options: TranscribeOptions) -> TranscribeOptions:
+        from speakerlm.checkpoint import bundled_model, read_config
+
+        path = options.model or bundled_model()
+        if path is None:
+            raise UserError("no SpeakerLM model: pass --model DIR, or use --engine cascade")
+        config = read_config(path)
+        if options.whisper not in (None, config.whisper):  # the model is built on its own Whisper
+            raise UserError(f"{path}: this SpeakerLM model is built on Whisper {config.whisper}, not "
+                            f"{options.whisper}; use --engine cascade (or plain) for another Whisper")
+        if options.speaker_encoder not in (None, config.speaker_encoder):
+            raise UserError(f"{path}: this SpeakerLM model was trained on {config.speaker_encoder} voiceprints, not "
+                            f"{options.speaker_encoder}; use --engine cascade for another speaker encoder")
+        if options.int8 and config.backbone != "whisper":
+            raise UserError(f"{path}: --int8 is implemented for the Whisper backbone only")
+        return replace(options, model=str(path), whisper=config.whisper, speaker_encoder=config.speaker_encoder)
+
+    def __init__(self, options: TranscribeOptions, config: SpeakerLMEngineConfig = SpeakerLMEngineConfig()):
+        from speakerlm.checkpoint import load_model, quantize_for_inference
+        from speakerlm.pretrained.speaker_encoder import load_speaker_encoder
+
+        self.options, self.config = self.resolve(options), config or SpeakerLMEngineConfig()
+        self.model = load_model(self.options.model)
+        if self.options.int8:
+            quantize_for_inference(self.model, ("decoder", "proj_out"))
+        self.encoder = load_speaker_encoder(self.options.speaker_encoder)
+        self.diarizer = Diarizer(self.encoder, self.config.diarizer)
+        self._embeddings: dict[tuple[int, int], np.ndarray] = {}  # see _embed_once
+
+    def transcribe(self, wave: np.ndarray, voiceprints: Voiceprints, count: SpeakerCount = SpeakerCount(),
+                   state: Optional[Pathlike] = None) -> list[Turn]:
+        from tqdm import tqdm
+
+        cfg = self.config
+        self._embeddings = {}  # a new recording: nothing embedded yet (_embed_once)
+        regions = speech_regions(wave)
+        # registered voices by prompt name; recording-wide anonymous voices are "~spk k", a name the
+        # model cannot confuse with the window-local "spk j" labels it writes for unregistered voices
+        voices = dict(voiceprints) if cfg.naming == "pointer" else {}
+        frames, clusters, n_anon = None, {}, 0
+        if cfg.discover_speakers:
+            frames, centroids = self.diarizer.diarize(wave, regions, count)
+            named = match_names(centroids, voices, cfg.match_threshold)
+            for k, c in enumerate(centroids):
+                if k not in named:
+                    voices[f"~{ANONYMOUS.format(k)}"] = self._cluster_voiceprint(wave, frames, k, c)
+                elif cfg.enrolled_from_recording:
+                    voices[named[k]] = self._cluster_voiceprint(wave, frames, k, c)
+            # which diarization cluster each label the model may write stands for (turn times follow it)
+            clusters = {named.get(k, f"~{ANONYMOUS.format(k)}"): k for k in range(len(centroids))}
+            n_anon = len(centroids)
+        windows = group_regions(regions, cfg.window_seconds)
+        local = duration(wave) > cfg.local_after_seconds  # window-local voiceprints (see the config)
+        done = _read_state(state, len(windows))
+        if done:
+            print(f"resuming: {len(done)} of {len(windows)} windows already transcribed", file=sys.stderr)
+        turns: list[Turn] = []
+        log = open(state, "a") if state is not None else None
+        for i, window in enumerate(tqdm(windows, desc="windows", unit="window", disable=not self.options.progress)):
+            if i < len(done):  # finished before an interruption
+                timed, new_voices = done[i]
+            else:
+                piece = wave[int(window.start * SAMPLE_RATE) : int(window.end * SAMPLE_RATE)]
+                found = self.transcribe_window(
+                    piece, self._window_voiceprints(voices, clusters, window, wave, frames) if local else voices)
+                return_freed_memory()  # memory flat in the recording's length (memory.py)
+                inside = [Region(max(r.start, window.start), min(r.end, window.end)) for r in regions
+                          if r.end > window.start and r.start < window.end] or [window]
+                new: dict[str, str] = {}  # window-local anonymous label → recording-wide label
+                for t in found:
+                    if is_anonymous(t.speaker):
+                        new.setdefault(t.speaker, ANONYMOUS.format(n_anon + len(new)))
+                timed = [Turn(new.get(t.speaker, t.speaker.lstrip("~")), t.text, t.start, t.end)
+                         for t in time_turns(found, inside, frames, clusters)]
+                new_voices = {}
+                for label in new.values():
+                    spans = [wave[int(t.start * SAMPLE_RATE) : int(t.end * SAMPLE_RATE)] for t in timed if t.speaker == label]
+                    speech = np.concatenate(spans) if spans else np.zeros(0, np.float32)
+                    if speech.size >= SAMPLE_RATE:  # enough audio to recognise them in later windows
+                        new_voices["~" + label] = self.encoder.embed(speech)
+                if log is not None:
+                    log.write(_window_record(i, timed, new_voices))
+                    log.flush()
+                    os.fsync(log.fileno())
+            # labels handed out so far: one past the highest (also right for windows read back on resume)
+            n_anon = max([n_anon] + [int(t.speaker.split()[1]) + 1 for t in timed if is_anonymous(t.speaker)])
+            voices.update(new_voices)
+            turns += timed
+        if log is not None:
+            log.close()
+        if cfg.naming == "posthoc":
+            turns = self._name_after(turns, wave, voiceprints)
+        return renumber_anonymous(turns)
+
+    def transcribe_window(self, piece: np.ndarray, voiceprints: Voiceprints) -> list[Turn]:
+        """One window (≤ window_seconds) with the registered voices that best match it → untimed turns."""
+        import torch
+
+        from speakerlm.decoding import decode
+        from speakerlm.features import frame_speaker_stream, log_mel_windows, n_frames
+        from speakerlm.model import Example
+
+        frames = n_frames(piece)
+        with torch.inference_mode():
+            audio = self.model.encode_audio(log_mel_windows(self.model.backbone.processor, piece), frames)
+        stream = frame_speaker_stream(self.encoder, piece, frames)
+        names = retrieve(voiceprints, stream.numpy(), self.config.retrieval_k)
+        slots = [(name, torch.from_numpy(np.asarray(voiceprints[name], np.float32))) for name in names]
+        return decode(self.model, Example(audio, stream, slots), max_new_tokens=int(40 + 8 * duration(piece)),
+                      num_beams=self.options.num_beams)
+
+    def _window_voiceprints(self, voices: Voiceprints, clusters: dict[str, int], window: Region, wave: np.ndarray,
+                            frames: Optional[np.ndarray]) -> Voiceprints:
+        """The registered voices for one window: a discovered voice that speaks ≥ local_seconds in this
+        window is registered with a voiceprint of *this window's* audio of it, others keep theirs."""
+        if frames is None:  # no speaker discovery: nothing known of who speaks where
+            return voices
+        a, b = int(window.start * FRAMES_PER_SECOND), int(np.ceil(window.end * FRAMES_PER_SECOND))
+        local_frames = frames[a:b]
+        out = dict(voices)
+        for label, k in clusters.items():
+            # an enrolled person's voiceprint is replaced only where the config allows it from the recording
+            key = label if label in voices and (label.startswith("~") or self.config.enrolled_from_recording) else None
+            if key is not None and (local_frames == k).sum() >= self.config.local_seconds * FRAMES_PER_SECOND:
+                out[key] = self._cluster_voiceprint(wave, local_frames, k, voices[key], offset=a)
+        return out
+
+    def _cluster_voiceprint(self, wave: np.ndarray, frames: np.ndarray, k: int, centroid: np.ndarray,
+                            offset: int = 0) -> np.ndarray:
+        """A discovered voice's voiceprint made the way enrolment makes one (the model was trained on
+        those): mean embedding of its longest single-speaker stretches, ≤ 10 s in all; the cluster
+        centroid when no stretch reaches 1 s. `frames` may be a window's slice starting at frame
+        `offset` of the recording `wave`."""
+        mine = np.concatenate([[False], frames == k, [False]])
+        edges = np.flatnonzero(np.diff(mine.astype(int)))
+        runs = sorted(zip(edges[::2], edges[1::2]), key=lambda r: r[0] - r[1])  # longest first
+        pieces, total = [], 0.0
+        for a, b in runs:
+            if (b - a) / FRAMES_PER_SECOND < 1.0 or total >= 10.0:
+                break
+            pieces.append(wave[int((offset + a) / FRAMES_PER_SECOND * SAMPLE_RATE) :
+                               int((offset + b) / FRAMES_PER_SECOND * SAMPLE_RATE)])
+            total += (b - a) / FRAMES_PER_SECOND
+        if not pieces:
+            return centroid / np.linalg.norm(centroid)
+        return mean_voiceprint(pieces, embed=self._embed_once)
+
+    def _embed_once(self, piece: np.ndarray) -> np.ndarray:
+        """The speaker encoder's embedding of a piece of the recording, computed once: a window's
+        voiceprint is mostly made of stretches the recording-wide one (or a neighbouring window's)
+        already embedded. Pieces are views into the one recording array, so where they start in memory
+        and their length identify them; the memo is emptied for each recording."""
+        key = (piece.__array_interface__["data"][0], piece.size)
+        if key not in self._embeddings:
+            self._embeddings[key] = self.encoder.embed(piece)
+        return self._embeddings[key]
+
+    def _name_after(self, turns: list[Turn], wave: np.ndarray, voiceprints: Voiceprints) -> list[Turn]:
+        """Post-hoc naming: each anonymous speaker's voiceprint (from the audio of its turns) is matched
+        to the enrolled voiceprints by Hungarian assignment; matches below the threshold stay anonymous."""
+        labels = list(dict.fromkeys(t.speaker for t in turns))
+        prints = []
+        for label in labels:
+            spans = [wave[int(t.start * SAMPLE_RATE) : int(t.end * SAMPLE_RATE)] for t in turns if t.speaker == label]
+            speech = np.concatenate(spans) if spans else np.zeros(SAMPLE_RATE, np.float32)
+            prints.append(self.encoder.embed(speech if speech.size >= SAMPLE_RATE // 2 else np.pad(speech, (0, SAMPLE_RATE))))
+        named = match_names(np.stack(prints), voiceprints, self.config.match_threshold) if labels else {}
+        rename = {label: named.get(i, label) for i, label in enumerate(labels)}
+        return [Turn(rename[t.speaker], t.text, t.start, t.end) for t in turns]
+
+
+def _read_state(state: Optional[Pathlike], n_windows: int) -> list[tuple[list[Turn], Voiceprints]]:
+    """Finished windows from an interrupted run's state file (a torn last line is dropped)."""
+    if state is None or not Path(state).exists():
+        return []
+    done = []
+    for line in Path(state).read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            break
+        if row.get("window") != len(done) or len(done) >= n_windows:
+            break
+        done.append(([Turn.from_dict(t) for t in row["turns"]], {k: np.asarray(v, np.float32) for k, v in row["voices"].items()}))
+    Path(state).write_text("".join(_window_record(i, *w) for i, w in enumerate(done)))  # drop a torn tail
+    return done
+
+
+def _window_record(i: int, turns: list[Turn], voices: Voiceprints) -> str:
+    return json.dumps({"window": i, "turns": [t.to_dict() for t in turns],
+                       "voices": {k: np.asarray(v).tolist() for k, v in voices.items()}}) + "\n"

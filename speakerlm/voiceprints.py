@@ -1,0 +1,74 @@
+"""Voiceprints: who a voice is. Enrolment audio → one embedding per person; embeddings → names.
+
+A voiceprint is the L2-normalised mean embedding of ≤ 10 s clips of one speaker's audio (paper §5.1:
+2–10 s clips, averaged), made by the frozen speaker encoder. Engines compare voiceprints with what
+they hear: `match_names` gives discovered voices enrolled names, `retrieve` keeps the few enrolled
+voices that a stretch of audio resembles, so thousands of enrolled people keep the prompt short.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import numpy as np
+
+from speakerlm.audio import SAMPLE_RATE, Pathlike, duration, load_audio
+from speakerlm.errors import UserError
+
+Voiceprints = dict[str, np.ndarray]  # name → voiceprint (speaker_dim,)
+MATCH_THRESHOLD = 0.45  # cosine(voice, voiceprint) needed to give a voice that name
+CLIP_SECONDS = 10  # voiceprints average embeddings of clips of at most this length
+MIN_ENROL_SECONDS = 1.0  # shorter enrolment audio says too little about a voice
+
+
+def mean_voiceprint(waves: list[np.ndarray], encoder_name: str = "campp",
+                    embed: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> np.ndarray:
+    """One speaker's voiceprint from their audio; pieces shorter than 1 s are left out when others
+    exist. `embed` replaces the encoder's own (the SpeakerLM engine passes a memoised one)."""
+    from speakerlm.pretrained.speaker_encoder import load_speaker_encoder
+
+    embed = embed or load_speaker_encoder(encoder_name).embed
+    clip = CLIP_SECONDS * SAMPLE_RATE
+    pieces = [w[i : i + clip] for w in waves for i in range(0, w.size, clip)]
+    pieces = [p for p in pieces if p.size >= SAMPLE_RATE] or pieces
+    mean = np.mean([embed(p) for p in pieces], axis=0)
+    return (mean / np.linalg.norm(mean)).astype(np.float32)
+
+
+def enroll_voiceprint(paths: list[Pathlike], encoder_name: str = "campp") -> np.ndarray:
+    """Voiceprint from enrolment files, refusing audio too short to say anything about the voice."""
+    waves = []
+    for path in paths:
+        wave = load_audio(path)
+        if duration(wave) < MIN_ENROL_SECONDS:
+            raise UserError(f"{path}: enrolment audio is {duration(wave):.1f} s; give at least 1 s (2–10 s is best)")
+        waves.append(wave)
+    return mean_voiceprint(waves, encoder_name)
+
+
+def match_names(centroids: np.ndarray, voiceprints: Voiceprints, threshold: float = MATCH_THRESHOLD) -> dict[int, str]:
+    """Voice index → enrolled name, by Hungarian assignment on cosine; pairs below `threshold` stay
+    unnamed (an unenrolled speaker, or an enrolled one who never spoke)."""
+    from scipy.optimize import linear_sum_assignment
+
+    if not voiceprints or len(centroids) == 0:
+        return {}
+    names = list(voiceprints)
+    sim = _unit(np.asarray(centroids)) @ _unit(np.stack([voiceprints[n] for n in names])).T
+    rows, cols = linear_sum_assignment(-sim)
+    return {int(r): names[c] for r, c in zip(rows, cols) if sim[r, c] >= threshold}
+
+
+def retrieve(voiceprints: Voiceprints, stream: np.ndarray, k: int) -> list[str]:
+    """The ≤ k names whose voiceprint best matches some moment of a speaker stream (frames, D) (max
+    cosine), in registration order."""
+    if len(voiceprints) <= k:
+        return list(voiceprints)
+    names = list(voiceprints)
+    best = (_unit(np.stack([voiceprints[n] for n in names]).astype(np.float32)) @ _unit(stream).T).max(axis=1)
+    keep = set(np.argsort(-best, kind="stable")[:k].tolist())
+    return [n for i, n in enumerate(names) if i in keep]
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-9)

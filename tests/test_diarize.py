@@ -1,0 +1,64 @@
+"""Diarization: clustering estimates the speaker count, frames get labels, long recordings stay bounded."""
+
+import numpy as np
+import pytest
+
+from speakerlm.audio import load_audio
+from speakerlm.diarize import Diarizer, SpeakerCount, merge_similar, spectral_clusters
+from speakerlm.errors import UserError
+
+
+def blobs(k, per=20, dim=32, spread=0.15, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(k, dim))
+    x = np.concatenate([c + spread * np.linalg.norm(c) / np.sqrt(dim) * rng.normal(size=(per, dim)) for c in centres])
+    return x, np.repeat(np.arange(k), per)
+
+
+def same_partition(a, b):
+    return len(set(zip(a, b))) == len(set(a)) == len(set(b))
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 6])
+def test_spectral_estimates_the_speaker_count(k):
+    x, truth = blobs(k, seed=k)
+    labels = spectral_clusters(x)
+    assert same_partition(labels, truth), np.bincount(labels)
+
+
+def test_spectral_oracle_count_and_bounds():
+    x, truth = blobs(3, seed=3)
+    assert len(set(spectral_clusters(x, num_speakers=2))) == 2
+    assert len(set(spectral_clusters(x, max_speakers=2))) <= 2
+
+
+def test_merge_similar_repairs_an_over_split():
+    x, truth = blobs(2, seed=5)
+    over = truth * 2 + (np.arange(len(truth)) % 2)  # each true cluster split in two
+    assert same_partition(merge_similar(x, over, merge_cosine=0.8), truth)
+
+
+def test_long_recordings_cluster_a_subsample_and_label_every_window(tts):
+    """An hour's ~7000 windows are clustered through an even subsample: labels stay right."""
+    from dataclasses import replace
+
+    from speakerlm.pretrained.speaker_encoder import load_speaker_encoder
+    from speakerlm.vad import speech_regions
+
+    gap = np.zeros(8000, np.float32)
+    wave = np.concatenate([load_audio(tts("rms", "chicken")), gap, load_audio(tts("slt", "juice")), gap,
+                           load_audio(tts("rms", "well")), gap, load_audio(tts("slt", "rice"))])
+    regions = speech_regions(wave)
+    full = Diarizer(load_speaker_encoder("campp"))
+    small = Diarizer(full.encoder, replace(full.config, max_cluster_windows=8))
+    (a, ca), (b, cb) = full.diarize(wave, regions), small.diarize(wave, regions)
+    assert len(ca) == len(cb) == 2
+    speech = a >= 0
+    agree = max(np.mean(a[speech] == b[speech]), np.mean(a[speech] == 1 - b[speech]))
+    assert agree > 0.9, agree
+
+
+@pytest.mark.parametrize("num, lo, hi", [(0, None, None), (None, 0, None), (None, 3, 2)])
+def test_impossible_speaker_counts_are_refused(num, lo, hi):
+    with pytest.raises(UserError):
+        SpeakerCount(num, lo, hi)
