@@ -32,6 +32,9 @@ def clip_inputs(model: SpeakerLM, wave: np.ndarray):
     return audio, frame_speaker_stream(load_speaker_encoder(model.config.speaker_encoder), wave, frames)
 
 
+LORA_RANK = {"whisper": 0, "decoder": 16}  # Whisper's decoder trains its own weights; a larger LLM trains LoRA
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--backbones", default="whisper,decoder")
@@ -45,7 +48,7 @@ def main() -> None:
     print("| backbone | train step, 1 clip (s) | train step, batch of 4 (s) | generation tokens/s | RTF 45 s | peak RSS (MB) |")
     print("|---|---|---|---|---|---|")
     for backbone in args.backbones.split(","):
-        config = SpeakerLMConfig(backbone=backbone, lora_rank=0 if backbone == "whisper" else 16)
+        config = SpeakerLMConfig(backbone=backbone, lora_rank=LORA_RANK[backbone])
         model = set_trainable(SpeakerLM(config), TrainConfig(model=config, train_llm=True))  # the LLM trains too
         audio, stream = clip_inputs(model, wave)
         ex = Example(audio, stream, [], target_turns(turns))

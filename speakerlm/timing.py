@@ -19,7 +19,7 @@ from speakerlm.diarize import FRAMES_PER_SECOND
 from speakerlm.turns import Turn
 from speakerlm.vad import Region
 
-RATE = 10  # alignment grid, frames per second of speech
+GRID_PER_SECOND = 10  # alignment grid: points per second of speech
 PULL_PER_SECOND = 2.0  # cost of moving a boundary 1 s from its proportional place, in grid frames of agreement
 
 
@@ -47,8 +47,8 @@ def time_turns(turns: list[Turn], regions: list[Region], frames: Optional[np.nda
 def _align(turns, regions, frames, clusters, frame_rate, prior, total) -> np.ndarray:
     """Boundaries in speech seconds (n + 1) that maximise diarization agreement minus the pull."""
     labels = np.concatenate([frames[int(r.start * frame_rate) : int(np.ceil(r.end * frame_rate))] for r in regions])
-    m = max(1, int(round(total * RATE)))
-    grid = labels[np.minimum((np.arange(m) + 0.5) / RATE * frame_rate, len(labels) - 1).astype(int)] if len(labels) else np.full(m, -1)
+    m = max(1, int(round(total * GRID_PER_SECOND)))
+    grid = labels[np.minimum((np.arange(m) + 0.5) / GRID_PER_SECOND * frame_rate, len(labels) - 1).astype(int)] if len(labels) else np.full(m, -1)
     n = len(turns)
     if n > m:  # more turns than grid frames: nothing to gain
         return prior
@@ -67,12 +67,12 @@ def _align(turns, regions, frames, clusters, frame_rate, prior, total) -> np.nda
         back[i, 1:] = run_arg[:-1]
         if i < n - 1:  # a turn of a voice without a cluster has nothing to agree with: hold it in place
             known = turn.speaker in clusters and turns[i + 1].speaker in clusters
-            new -= (1 if known else 10) * PULL_PER_SECOND * np.abs(positions / RATE - prior[i + 1])
+            new -= (1 if known else 10) * PULL_PER_SECOND * np.abs(positions / GRID_PER_SECOND - prior[i + 1])
         score = new
     b, out = m, [float(total)]
     for i in range(n - 1, 0, -1):
         b = back[i, b]
-        out.append(b / RATE)
+        out.append(b / GRID_PER_SECOND)
     out.append(0.0)
     return np.array(out[::-1])
 

@@ -55,12 +55,15 @@ def write_vtt(t: Transcript) -> str:
     return "WEBVTT\n\n" + "\n".join(blocks)
 
 
+def rttm_line(recording_id: str, speaker: str, start: float, duration: float) -> str:
+    """One NIST RTTM speaker segment (spaces, which RTTM fields cannot hold, become underscores)."""
+    return (f"SPEAKER {recording_id.replace(' ', '_')} 1 {start:.3f} {duration:.3f} <NA> <NA> "
+            f"{speaker.replace(' ', '_')} <NA> <NA>\n")
+
+
 def write_rttm(t: Transcript) -> str:
-    file_id = Path(t.audio).stem.replace(" ", "_") or "audio"
-    return "".join(
-        f"SPEAKER {file_id} 1 {tr.start:.3f} {tr.end - tr.start:.3f} <NA> <NA> {tr.speaker.replace(' ', '_')} <NA> <NA>\n"
-        for tr in _timed(t)
-    )
+    file_id = Path(t.audio).stem or "audio"
+    return "".join(rttm_line(file_id, tr.speaker, tr.start, tr.end - tr.start) for tr in _timed(t))
 
 
 WRITERS: dict[str, Callable[[Transcript], str]] = {

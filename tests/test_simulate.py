@@ -15,10 +15,11 @@ import soundfile as sf
 
 from speakerlm.audio import SAMPLE_RATE
 from speakerlm.plots import plot_timeline
-from speakerlm.data.simulate import (ConversationSimulator, SimulationConfig, Supervision, add_simulate_parser,
+from speakerlm.data.simulate import (ConversationSimulator, SimulationConfig, add_simulate_parser,
                                 overlap_ratio, simulate, speech_and_overlap)
 from speakerlm.data.texts import TextPool
 from speakerlm.data.voices import Voice, VoiceBank, build_voice_bank
+from speakerlm.turns import Turn
 
 ADJECTIVES = ("small", "old", "green", "quiet", "heavy", "bright")
 NOUNS = ("dog", "boat", "lamp", "garden", "teacher", "river")
@@ -113,7 +114,7 @@ def test_measured_overlap_is_near_the_target(bank, texts, target):
 def test_speech_and_overlap_counts_time_not_pairs():
     assert speech_and_overlap([(0, 2), (1, 3)]) == (3, 1)
     assert speech_and_overlap([(0, 1), (2, 3)]) == (2, 0)
-    turns = [Supervision("a", "r", 0.0, 4.0, "x", "t", "x"), Supervision("b", "r", 3.0, 2.0, "y", "t", "y")]
+    turns = [Turn("x", "t", 0.0, 4.0), Turn("y", "t", 3.0, 5.0)]
     assert overlap_ratio(turns) == pytest.approx(1 / 5)
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
+from lhotse import SupervisionSegment
 
 from speakerlm.audio import SAMPLE_RATE
 from speakerlm.cache import atomic_path, write_text_atomic
@@ -33,6 +34,7 @@ from speakerlm.errors import UserError
 from speakerlm.data.texts import TextPool
 from speakerlm.turns import Turn
 from speakerlm.data.voices import Voice, VoiceBank
+from speakerlm.writers import rttm_line
 
 Seconds = float
 SPLIT_CODES = {"train": 0, "dev": 1, "test": 2}  # part of every conversation's seed
@@ -81,36 +83,12 @@ class SimulationConfig:
 
 
 @dataclass(frozen=True)
-class Supervision:
-    """One utterance turn; lhotse's SupervisionSegment fields plus the voice behind the speaker."""
-
-    id: str
-    recording_id: str
-    start: Seconds
-    duration: Seconds
-    speaker: str  # the voice id: the speaker's identity in this data set
-    text: str
-    person: str  # who the voice really is (engine duplicates share it)
-    backchannel: bool = False  # a short "yeah" inside another speaker's turn
-    language: str = "en"
-
-    @property
-    def end(self) -> Seconds:
-        return self.start + self.duration
-
-    def to_lhotse(self):
-        from lhotse import SupervisionSegment
-
-        return SupervisionSegment(id=self.id, recording_id=self.recording_id, start=self.start,
-                                  duration=self.duration, channel=0, text=self.text, language=self.language,
-                                  speaker=self.speaker, custom={"person": self.person, "backchannel": self.backchannel})
-
-
-@dataclass(frozen=True)
 class Conversation:
     id: str
     audio: np.ndarray  # (samples,) float32 at SAMPLE_RATE: the mixture
-    supervisions: list[Supervision]  # chronological; times of the dry, trimmed utterances
+    # chronological; times of the dry, trimmed utterances; custom fields: person (who the voice really
+    # is: engine duplicates share it), backchannel (a short "yeah" inside another speaker's turn)
+    supervisions: list[SupervisionSegment]
     enrolment: dict[str, np.ndarray]  # voice id → 2–10 s of that voice saying other sentences
     enrolment_texts: dict[str, list[str]]  # voice id → the sentences in its enrolment audio
     distractors: list[str]  # voice ids not in the clip, distinct from its speakers (Over-Regist)
@@ -157,7 +135,7 @@ def speech_and_overlap(intervals: Iterable[tuple[Seconds, Seconds]]) -> tuple[Se
 
 
 def overlap_ratio(supervisions: Sequence) -> float:
-    """Overlapped speech / speech, from anything with .start and .end (Supervision, Turn)."""
+    """Overlapped speech / speech, from anything with .start and .end (SupervisionSegment, Turn)."""
     speech, overlap = speech_and_overlap([(s.start, s.end) for s in supervisions])
     return overlap / speech if speech > 0 else 0.0
 
@@ -201,8 +179,10 @@ class ConversationSimulator:
         for v in spoken:
             enrolment[v.id], enrol_texts[v.id] = self._enrolment(enrol_rng, v, clip_texts)
         supervisions = [
-            Supervision(f"{conv_id}-{k:03d}", conv_id, round(p.start, 6), round(p.wave.size / SAMPLE_RATE, 6),
-                        p.voice.id, p.text, p.voice.person, p.backchannel, self.language)
+            SupervisionSegment(id=f"{conv_id}-{k:03d}", recording_id=conv_id, start=round(p.start, 6),
+                               duration=round(p.wave.size / SAMPLE_RATE, 6), channel=0, text=p.text,
+                               language=self.language, speaker=p.voice.id,
+                               custom={"person": p.voice.person, "backchannel": p.backchannel})
             for k, p in enumerate(sorted(placed, key=lambda p: (p.start, p.voice.id)))
         ]
         info.update(index=index, seed=self.seed, split=self.split, target_duration=round(target, 3),
@@ -508,7 +488,7 @@ def write_conversation(sim: ConversationSimulator, out: Path, index: int) -> dic
         if not path.exists():  # split-wide pool, shared by all conversations; deterministic content
             _write_wave(path, sim.distractor_enrolment(by_id[voice_id])[0])
     record = {"id": conv.id, "audio": f"audio/{conv.id}.wav", "num_samples": int(conv.audio.size),
-              "duration": conv.duration, "supervisions": [asdict(s) for s in conv.supervisions],
+              "duration": conv.duration, "supervisions": [s.to_dict() for s in conv.supervisions],
               "enrolment": enrol, "distractors": conv.distractors, "info": conv.info}
     write_text_atomic(out / "conversations" / f"{conv.id}.json", json.dumps(record, indent=1))
     return record
@@ -591,9 +571,9 @@ def assemble(out: Path, ids: list[str], bank: VoiceBank) -> None:
                 recs.write(Recording(id=r["id"], sources=[AudioSource("file", [0], str(path))],
                                      sampling_rate=SAMPLE_RATE, num_samples=r["num_samples"], duration=r["duration"]))
                 for s in r["supervisions"]:
-                    sup = Supervision(**s)
-                    sups.write(sup.to_lhotse())
-                    rttm.write(f"SPEAKER {r['id']} 1 {sup.start:.3f} {sup.duration:.3f} <NA> <NA> {sup.speaker} <NA> <NA>\n")
+                    sup = SupervisionSegment.from_dict(s)
+                    sups.write(sup)
+                    rttm.write(rttm_line(r["id"], sup.speaker, sup.start, sup.duration))
                     stm.write(f"{r['id']} 1 {sup.speaker} {sup.start:.3f} {sup.end:.3f} {sup.text}\n")
                     seg.write(("" if first_segment else ",") + "\n " + json.dumps(
                         {"session_id": r["id"], "speaker": sup.speaker, "start_time": round(sup.start, 4),
@@ -691,7 +671,7 @@ def cmd_simulate(args: argparse.Namespace) -> None:
     first = json.loads((out / "conversations" / f"{sim.conversation_id(0)}.json").read_text())
     from speakerlm.plots import plot_timeline
 
-    supervisions = [Supervision(**s) for s in first["supervisions"]]
+    supervisions = [SupervisionSegment.from_dict(s) for s in first["supervisions"]]
     plot_timeline(supervisions, out / "timeline.png",
                   title=f"{first['id']}: {len(supervisions)} turns, overlap ratio {overlap_ratio(supervisions):.2f}")
     print(f"wrote {count} conversations to {out}", file=sys.stderr)

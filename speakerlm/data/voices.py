@@ -210,7 +210,7 @@ RECORDED = (  # (engine, base, speaker): one engine per recorded speaker gets th
     ("flite", "kal16", "kal"), ("flite", "awb", "awb"), ("flite", "rms", "rms"), ("flite", "slt", "slt"),
     ("festival", "ked_diphone", "ked"),
 )
-ENGINE_DUPLICATES = (  # the same speakers under another engine (ecosystem.md gotcha 10)
+ENGINE_DUPLICATES = (  # the same recorded people under another engine: one person, so one split
     ("flite", "kal", "kal"), ("festival", "kal_diphone", "kal"), ("festival", "cmu_us_slt_arctic_hts", "slt"),
 )
 PITCHES = (-600, -400, -200, 0, 200, 400, 600)  # cents, for the recorded speakers
@@ -292,7 +292,7 @@ class VoiceBank:
         voices = [Voice.from_dict(d) for d in json.loads((root / "voices.json").read_text())]
         similarity = splits = None
         if (root / "similarity.npz").exists():
-            with np.load(root / "similarity.npz") as z:  # load each array once (prototype.md gotcha)
+            with np.load(root / "similarity.npz") as z:  # load each array once: NpzFile reads an array anew at every access
                 similarity = Similarity([str(i) for i in z["ids"]], z["cross"].copy(), z["self"].copy())
         if (root / "splits.json").exists():
             splits = json.loads((root / "splits.json").read_text())

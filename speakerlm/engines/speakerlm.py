@@ -72,6 +72,7 @@ class SpeakerLMEngine(Engine):
 
     @classmethod
     def resolve(cls, options: TranscribeOptions) -> TranscribeOptions:
+        from speakerlm.backbones import BACKBONES
         from speakerlm.checkpoint import bundled_model, read_config
 
         path = options.model or bundled_model()
@@ -84,8 +85,8 @@ class SpeakerLMEngine(Engine):
         if options.speaker_encoder not in (None, config.speaker_encoder):
             raise UserError(f"{path}: this SpeakerLM model was trained on {config.speaker_encoder} voiceprints, not "
                             f"{options.speaker_encoder}; use --engine cascade for another speaker encoder")
-        if options.int8 and config.backbone != "whisper":
-            raise UserError(f"{path}: --int8 is implemented for the Whisper backbone only")
+        if options.int8 and not BACKBONES[config.backbone].int8_parts:
+            raise UserError(f"{path}: --int8 is not implemented for the {config.backbone} backbone")
         return replace(options, model=str(path), whisper=config.whisper, speaker_encoder=config.speaker_encoder)
 
     def __init__(self, options: TranscribeOptions, config: SpeakerLMEngineConfig = SpeakerLMEngineConfig()):

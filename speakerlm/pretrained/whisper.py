@@ -24,7 +24,6 @@ from speakerlm.errors import UserError
 
 N_MELS = 80  # tiny.en and base both take 80 log-mel bins
 CHUNK_SECONDS = 30  # Whisper's fixed input window
-FRAMES_PER_SECOND = 100  # mel frames (10 ms hop)
 ENCODER_FRAMES_PER_SECOND = 50  # encoder output frames (conv stride 2)
 # Plain transcription windows: greedy Whisper tiny often ends a long multi-voice window after its
 # first sentence (measured on dev-s0-000000: a 27 s window lost 2/3 of its words); short windows,
