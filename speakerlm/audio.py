@@ -25,7 +25,6 @@ def load_audio(path: Pathlike) -> np.ndarray:
 
     Raises UserError, with the file name and a remedy, for anything that is not usable speech audio.
     """
-    import soundfile as sf
 
     path = Path(path)
     if not path.exists():

@@ -209,7 +209,7 @@ def _distractor_name(key: str, taken: dict, i: int) -> str:
     return f"Guest {k}"
 
 
-class Voiceprints:
+class VoiceprintCache:
     """Voiceprints computed once per (encoder, enrolment audio) for the whole run."""
 
     def __init__(self, workdir: Path):
@@ -448,7 +448,7 @@ def evaluate(
     done = read_log(log)
     runs = []
     with tempfile.TemporaryDirectory(prefix="speakerlm-eval-") as workdir:
-        voiceprints = Voiceprints(Path(workdir))
+        voiceprints = VoiceprintCache(Path(workdir))
         for system in systems:
             transcriber, engine, load_seconds = Transcriber(system.options, system.engine_config), None, 0.0
             enrol_before, memory = voiceprints.seconds, PeakMemory().start()

@@ -27,7 +27,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterator, Optional
 
-import numpy as np
 import torch
 
 from speakerlm.checkpoint import load_model, load_trained, save, trained_state_dict

@@ -39,6 +39,7 @@ def test_speaker_change_without_a_pause(cascade, tts):
     assert cpwer(ref, turns).errors <= 2, turns
 
 
+@pytest.mark.slow
 def test_enrolled_names_on_the_bundled_example(cascade):
     from tests.conftest import REPO
 
@@ -51,6 +52,7 @@ def test_enrolled_names_on_the_bundled_example(cascade):
     assert [t.speaker for t in cascade.transcribe(load_audio(ex / "meeting.wav"), enrolled)] == ["spk 0", "Bob", "spk 0", "Bob", "spk 0"]
 
 
+@pytest.mark.slow
 def test_a_known_speaker_count_reaches_the_diarizer(cascade):
     from tests.conftest import REPO
 

@@ -17,6 +17,7 @@ def run(*args):
     return subprocess.run([sys.executable, "-m", "speakerlm", *args], capture_output=True, text=True, cwd=REPO)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["speakerlm", "cascade"])  # the default (bundled model, the demo's), the baseline
 def test_transcribe_example_to_stdout(engine):
     proc = run("transcribe", str(EXAMPLE), "--engine", engine, "--speaker", f"Alice={REPO}/examples/alice.wav",
@@ -28,6 +29,7 @@ def test_transcribe_example_to_stdout(engine):
         assert phrase in line.lower()
 
 
+@pytest.mark.slow
 def test_all_formats_written_atomically_to_output_dir(tmp_path):
     proc = run("transcribe", str(EXAMPLE), "--format", "all", "--output-dir", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
@@ -60,6 +62,7 @@ def test_speaker_name_rules():
             check_speaker_name(bad)
 
 
+@pytest.mark.slow
 def test_speakerlm_engine_options_from_the_command_line(tmp_path):
     """--engine speakerlm with every model option; the resume state is gone once outputs are written."""
     from speakerlm.cache import cache_dir
@@ -84,6 +87,7 @@ def test_transcribe_help_lists_user_options_only():
         assert switch not in proc.stdout  # experiment switches live in `evaluate --engine-config`
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra, check", [
     (["--engine", "cascade", "--min-speakers", "2", "--max-speakers", "2"],
      lambda out, d: len({l.split(":")[0] for l in out.splitlines()}) == 2),

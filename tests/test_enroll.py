@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from tests.conftest import REPO, write_wave
 
@@ -14,6 +15,7 @@ def run(*args):
     return subprocess.run([sys.executable, "-m", "speakerlm", *args], capture_output=True, text=True, cwd=REPO)
 
 
+@pytest.mark.slow
 def test_enroll_list_use_remove(tmp_path):
     store = tmp_path / "people"
     for name in ("Alice", "Bob"):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import speakerlm.evaluate as ev
-from speakerlm.data.datasets import AudioSpan, EvalClip, load_dataset
+from speakerlm.data.datasets import EvalClip, load_dataset
 from speakerlm.errors import UserError
 from speakerlm.metrics import ClipScores, ErrorCounts, aggregate
 from speakerlm.engines.base import Engine

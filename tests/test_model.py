@@ -128,12 +128,14 @@ def trained_decoder(clip, tiny_qwen):
     return model, batch, loss
 
 
+@pytest.mark.slow
 def test_decoder_only_backbone_overfits_all_three_modes(trained_decoder):
     model, batch, loss = trained_decoder
     assert loss < 0.05
     assert [decode(model, ex) for ex in batch] == [batch[0].turns, batch[0].turns, batch[2].turns]
 
 
+@pytest.mark.slow
 def test_decoder_only_beam_search_keeps_the_speakers(trained_decoder):
     """Beam search on the decoder backbone's batched cache: deterministic, speakers from the pointer.
     (Its words may differ from greedy's on a tiny random LLM: length normalisation can prefer a
@@ -176,6 +178,7 @@ def test_beam_search_reproduces_the_overfit_transcripts(trained_whisper):
         assert beam == decode(model, ex, num_beams=3)  # deterministic
 
 
+@pytest.mark.slow
 def test_training_a_local_causal_lm_from_the_command_line(tiny_qwen, tts, tmp_path):
     """A local Hugging Face causal LM (as Qwen2.5-7B would be) through `speakerlm train --llm DIR`."""
     import json

@@ -92,6 +92,7 @@ def test_speaker_count_hint_reaches_the_discovery(engine):
     assert {t.speaker for t in engine.transcribe(load_audio(EX / "meeting.wav"), {}, SpeakerCount(num=1))} == {"spk 0"}
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_from_its_last_window(engine, prints, tmp_path, monkeypatch):
     import numpy as np
 
@@ -131,6 +132,7 @@ def test_a_voice_heard_in_a_window_is_registered_with_its_voice_there(engine, pr
     assert np.array_equal(strict._window_voiceprints(voices, clusters, window, wave, frames)["Alice"], voices["Alice"])
 
 
+@pytest.mark.slow
 def test_window_voiceprints_only_in_long_recordings(engine, prints, monkeypatch):
     """A short recording's windows keep the recording-wide voiceprints (made of nearby audio anyway);
     past local_after_seconds each window gets its own."""

@@ -78,6 +78,7 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(corpus, tmp_path)
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
+@pytest.mark.slow
 def test_two_processes_train_data_parallel(corpus, tmp_path):
     """The same script under torchrun: two CPU processes (gloo) share each step's batches."""
     import subprocess
@@ -113,6 +114,7 @@ def test_export_mixes_the_llm_with_the_pretrained_one(tmp_path):
         export(tmp_path, tmp_path / "x")
 
 
+@pytest.mark.slow
 def test_curriculum_stages_train_the_encoder_and_keep_earlier_stages(corpus, tmp_path):
     """Stage 3 really trains the Whisper encoder (it runs inside the step on cached log-mels), and each
     stage's checkpoint keeps what earlier stages trained: stage 3 freezes stage 2's decoder, stage 4

@@ -49,6 +49,7 @@ def test_transcribes_clean_tts_sentence_exactly(name, key, tts):
     assert normalized_tokens(text) == normalized_tokens(SENTENCES[key]), text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,max_wer", [("tiny.en", 0.25), ("base", 0.15)])
 def test_word_error_rate_on_six_sentences(name, max_wer, tts):
     import kaldialign

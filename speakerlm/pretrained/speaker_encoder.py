@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib.util
 import warnings
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
