@@ -6,8 +6,9 @@ Every length in the project is derived from the constants below.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Union
+from typing import Iterator, Union
 
 import numpy as np
 
@@ -25,7 +26,25 @@ def load_audio(path: Pathlike) -> np.ndarray:
 
     Raises UserError, with the file name and a remedy, for anything that is not usable speech audio.
     """
+    path = _audio_path(path)
+    with _readable(path):
+        wave, sr = _read_mono(path)
+    return prepare_wave(wave, sr, source=str(path), owned=True)
 
+
+def check_audio_file(path: Pathlike) -> str:
+    """`path` if its header says it is audio that `load_audio` can read, else the same UserError:
+    commands check every input this way before any long work starts, without decoding it twice
+    (silence and NaN samples show only when `load_audio` reads them)."""
+    import soundfile as sf
+
+    path = _audio_path(path)
+    with _readable(path):
+        sf.info(str(path))
+    return str(path)
+
+
+def _audio_path(path: Pathlike) -> Path:
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such file; check the path")
@@ -33,22 +52,20 @@ def load_audio(path: Pathlike) -> np.ndarray:
         raise UserError(f"{path}: is a directory, not an audio file; pass an audio file (wav, flac, ogg, mp3)")
     if path.stat().st_size == 0:
         raise UserError(f"{path}: the file is empty (0 bytes); re-export or re-record it")
+    return path
+
+
+@contextmanager
+def _readable(path: Path) -> Iterator[None]:
+    """soundfile's errors (LibsndfileError, RuntimeError or TypeError by format) as one UserError line."""
     try:
-        wave, sr = _read_mono(path)
-    except Exception as e:  # soundfile raises LibsndfileError, RuntimeError or TypeError by format
+        yield
+    except Exception as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UserError(
             f"{path}: not a readable audio file ({reason}); convert it to wav or flac, e.g. "
             f"`ffmpeg -i {path.name} out.wav`"
         ) from None
-    return prepare_wave(wave, sr, source=str(path), owned=True)
-
-
-def check_audio_file(path: Pathlike) -> str:
-    """`path` if it holds usable audio, else the UserError `load_audio` gives: commands check every
-    input this way before any long work starts (reading is fast next to transcribing)."""
-    load_audio(path)
-    return str(path)
 
 
 def _read_mono(path: Path, block_s: float = 30.0) -> tuple[np.ndarray, int]:

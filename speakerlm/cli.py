@@ -40,7 +40,7 @@ def cmd_transcribe(args: argparse.Namespace) -> None:
         check_audio_file(audio)
     speakers: dict[str, list[str]] = {}
     for name, path in args.speaker or []:
-        speakers.setdefault(check_speaker_name(name), []).append(check_audio_file(path))
+        speakers.setdefault(check_speaker_name(name), []).append(path)
     stored = {}
     if args.speakers_dir is not None:
         from speakerlm.enroll import load_store
@@ -48,7 +48,7 @@ def cmd_transcribe(args: argparse.Namespace) -> None:
         if not args.speakers_dir.is_dir():
             raise UserError(f"{args.speakers_dir}: no such enrolment folder; create it with `speakerlm enroll NAME FILE --store DIR`")
         stored = load_store(transcriber.speaker_encoder, args.speakers_dir)
-    voiceprints = {**stored, **transcriber.enroll(speakers)}  # enrolment audio is read before any recording
+    voiceprints = {**stored, **transcriber.enroll(speakers)}  # reads (and checks) the enrolment audio, once
     if args.output_dir is not None:
         args.output_dir.mkdir(parents=True, exist_ok=True)
     for audio in args.files:

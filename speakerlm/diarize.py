@@ -21,6 +21,7 @@ from speakerlm.audio import SAMPLE_RATE
 from speakerlm.errors import UserError
 from speakerlm.memory import return_freed_memory
 from speakerlm.vad import Region
+from speakerlm.voiceprints import unit_rows
 
 FRAMES_PER_SECOND = 100  # diarization labels: one per 10 ms
 
@@ -147,14 +148,10 @@ class Diarizer:
             labels = merge_similar(embs[sample], labels, cfg.merge_cosine, count.min or 1)
         centroids = np.stack([embs[sample][labels == k].mean(axis=0) for k in range(labels.max() + 1)])
         if len(sample) < len(embs):
-            labels = np.argmax(_unit(embs) @ _unit(centroids).T, axis=1)
+            labels = np.argmax(unit_rows(embs) @ unit_rows(centroids).T, axis=1)
         return frame_labels(times, labels, regions, n_frames), centroids
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-9)
-
-
 def _cosine(embs: np.ndarray) -> np.ndarray:
-    unit = _unit(embs)
+    unit = unit_rows(embs)
     return unit @ unit.T

@@ -441,6 +441,8 @@ def evaluate(
 
     settings = settings_for(mode, n_distractors, sweep)
     systems = [as_system(s) for s in systems]
+    # each engine checks its options (its model, Whisper, speaker encoder) before any clip is run
+    transcribers = [Transcriber(s.options, s.engine_config) for s in systems]
     if not clips:
         raise UserError("no clips to evaluate")
     # Every roster is decided before any model loads, so a dataset that cannot be scored fails at once.
@@ -449,8 +451,8 @@ def evaluate(
     runs = []
     with tempfile.TemporaryDirectory(prefix="speakerlm-eval-") as workdir:
         voiceprints = VoiceprintCache(Path(workdir))
-        for system in systems:
-            transcriber, engine, load_seconds = Transcriber(system.options, system.engine_config), None, 0.0
+        for i, system in enumerate(systems):
+            transcriber, engine, load_seconds = transcribers[i], None, 0.0
             enrol_before, memory = voiceprints.seconds, PeakMemory().start()
             for setting in settings:
                 results = []
@@ -474,6 +476,7 @@ def evaluate(
                 if run.system is system:
                     run.load_seconds, run.enrol_seconds = load_seconds, voiceprints.seconds - enrol_before
                     run.memory = {"memory_method": memory.method, "gpu_peak_mb": memory.gpu_peak_mb()}
+            transcribers[i] = None
             del transcriber, engine
             gc.collect()  # let the next system's memory be measured without this one's models
     return runs
@@ -601,8 +604,6 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
                              model=args.model, int8=args.int8)
     switches = dict(args.engine_config or [])
     systems = [as_system(s, base, switches) for s in systems]  # unknown names fail before the data is read
-    for system in systems:  # each engine checks its options (its model, Whisper, speaker encoder) now
-        Transcriber(system.options, system.engine_config)
     clips = load_dataset(args.data, args.format, audio_dir=args.audio_dir, stm=args.stm, enrolment=args.enrolment,
                          clip_seconds=args.clip_seconds, speaker_scope=args.speaker_ids)
     clips = clips[: args.limit] if args.limit else clips

@@ -47,8 +47,7 @@ class Transcriber:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            engine_class = ENGINES[self.options.engine]
-            self._engine = engine_class(self.options, self.engine_config) if engine_class.Config else engine_class(self.options)
+            self._engine = ENGINES[self.options.engine](self.options, self.engine_config)
         return self._engine
 
     def enroll(self, speakers: dict[str, list[Pathlike]]) -> Voiceprints:

@@ -54,7 +54,7 @@ def match_names(centroids: np.ndarray, voiceprints: Voiceprints, threshold: floa
     if not voiceprints or len(centroids) == 0:
         return {}
     names = list(voiceprints)
-    sim = _unit(np.asarray(centroids)) @ _unit(np.stack([voiceprints[n] for n in names])).T
+    sim = unit_rows(np.asarray(centroids)) @ unit_rows(np.stack([voiceprints[n] for n in names])).T
     rows, cols = linear_sum_assignment(-sim)
     return {int(r): names[c] for r, c in zip(rows, cols) if sim[r, c] >= threshold}
 
@@ -65,10 +65,11 @@ def retrieve(voiceprints: Voiceprints, stream: np.ndarray, k: int) -> list[str]:
     if len(voiceprints) <= k:
         return list(voiceprints)
     names = list(voiceprints)
-    best = (_unit(np.stack([voiceprints[n] for n in names]).astype(np.float32)) @ _unit(stream).T).max(axis=1)
+    best = (unit_rows(np.stack([voiceprints[n] for n in names]).astype(np.float32)) @ unit_rows(stream).T).max(axis=1)
     keep = set(np.argsort(-best, kind="stable")[:k].tolist())
     return [n for i, n in enumerate(names) if i in keep]
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Each row scaled to length 1 (a zero row stays zero): cosines become dot products."""
     return x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-9)

@@ -63,8 +63,8 @@ def clips(corpus):
 def engines(monkeypatch, clips):
     """Register the test engines and a cheap, counted voiceprint function."""
     references = {fingerprint(c.audio.load()): c.reference for c in clips}
-    monkeypatch.setitem(ENGINES, "oracle", type("Perfect", (Oracle,), {"__init__": lambda self, options: Oracle.__init__(self, options, references)}))
-    monkeypatch.setitem(ENGINES, "swapped", type("Swapped", (Oracle,), {"__init__": lambda self, options: Oracle.__init__(self, options, references, swap=True)}))
+    monkeypatch.setitem(ENGINES, "oracle", type("Perfect", (Oracle,), {"__init__": lambda self, options, config=None: Oracle.__init__(self, options, references)}))
+    monkeypatch.setitem(ENGINES, "swapped", type("Swapped", (Oracle,), {"__init__": lambda self, options, config=None: Oracle.__init__(self, options, references, swap=True)}))
     computed = []
 
     def fake_voiceprint(paths, encoder="campp"):

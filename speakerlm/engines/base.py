@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import numpy as np
@@ -14,7 +14,7 @@ from speakerlm.errors import UserError
 from speakerlm.turns import Turn
 from speakerlm.voiceprints import Voiceprints
 
-SPEAKER_ENCODERS = ("campp", "ge2e")
+SPEAKER_ENCODERS = ("campp", "ge2e")  # the first is the default
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,8 @@ class TranscribeOptions:
 
 
 class Engine(ABC):
-    """Built once from the options (models load here), then used for any number of recordings."""
+    """Built once from the options and the engine's config (None = its defaults) — models load then —
+    and used for any number of recordings."""
 
     Config: Optional[type] = None  # the engine's experiment-switch dataclass, if it has one
 
@@ -50,7 +51,10 @@ class Engine(ABC):
     def resolve(cls, options: TranscribeOptions) -> TranscribeOptions:
         """The options with what the engine decides filled in (its Whisper, its speaker encoder), or a
         UserError for what it cannot honour. Reads no weights: bad input fails before any work."""
-        return options
+        from speakerlm.pretrained.whisper import DEFAULT_WHISPER
+
+        return replace(options, whisper=options.whisper or DEFAULT_WHISPER,
+                       speaker_encoder=options.speaker_encoder or SPEAKER_ENCODERS[0])
 
     @abstractmethod
     def transcribe(self, wave: np.ndarray, voiceprints: Voiceprints, count: SpeakerCount = SpeakerCount(),

@@ -7,7 +7,7 @@ word goes to the speaker active at its time, so speaker changes without a pause 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -15,7 +15,7 @@ from speakerlm.audio import SAMPLE_RATE
 from speakerlm.diarize import FRAMES_PER_SECOND, Diarizer, DiarizerConfig, SpeakerCount
 from speakerlm.engines.base import Engine, TranscribeOptions
 from speakerlm.memory import return_freed_memory
-from speakerlm.pretrained.whisper import ASR_WINDOW_SECONDS, DEFAULT_WHISPER, Word, load_whisper, transcribe_words
+from speakerlm.pretrained.whisper import ASR_WINDOW_SECONDS, Word, load_whisper, transcribe_words
 from speakerlm.turns import ANONYMOUS, Turn
 from speakerlm.vad import group_regions, speech_regions
 from speakerlm.voiceprints import MATCH_THRESHOLD, match_names
@@ -55,11 +55,6 @@ def words_to_turns(words: list[Word], speakers: list[str], gap_s: float) -> list
 
 class Cascade(Engine):
     Config = CascadeConfig
-
-    @classmethod
-    def resolve(cls, options: TranscribeOptions) -> TranscribeOptions:
-        return replace(options, whisper=options.whisper or DEFAULT_WHISPER,
-                       speaker_encoder=options.speaker_encoder or "campp")
 
     def __init__(self, options: TranscribeOptions, config: CascadeConfig = CascadeConfig()):
         from speakerlm.pretrained.speaker_encoder import load_speaker_encoder

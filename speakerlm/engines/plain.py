@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from speakerlm.audio import SAMPLE_RATE
 from speakerlm.engines.base import Engine, TranscribeOptions
-from speakerlm.pretrained.whisper import ASR_WINDOW_SECONDS, DEFAULT_WHISPER, load_whisper, transcribe_window
+from speakerlm.pretrained.whisper import ASR_WINDOW_SECONDS, load_whisper, transcribe_window
 from speakerlm.turns import ANONYMOUS, Turn
 from speakerlm.vad import group_regions, speech_regions
 
 
 class PlainWhisper(Engine):
-    @classmethod
-    def resolve(cls, options: TranscribeOptions) -> TranscribeOptions:
-        return replace(options, whisper=options.whisper or DEFAULT_WHISPER,
-                       speaker_encoder=options.speaker_encoder or "campp")
-
     def __init__(self, options: TranscribeOptions, config=None):
         self.options = self.resolve(options)
         self.model, self.processor = load_whisper(self.options.whisper)
