@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--whisper", help="Whisper model of the cascade and plain engines: tiny.en (default), base, "
                    "or a local HF folder (the SpeakerLM model is built on its own Whisper)")
     t.add_argument("--language", default="en", help="language code for multilingual Whisper (default en)")
-    t.add_argument("--beams", type=int, default=1, help="beam size (default 1 = greedy)")
+    t.add_argument("--beams", type=int, help="beam size, 1 = greedy (default: 5 for cascade and plain, 1 for the model)")
     t.add_argument("--speaker-encoder", choices=("campp", "ge2e"),
                    help="voiceprint model of the cascade (default campp; the SpeakerLM model uses its own)")
     t.add_argument("--int8", action="store_true",

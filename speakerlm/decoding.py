@@ -78,7 +78,7 @@ def decode(model: SpeakerLM, ex: Example, max_new_tokens: int = 400, num_beams: 
                     finished.append((c[0], c[3]))
             elif len(live) < num_beams:
                 live.append(c)
-        if not live or len(finished) >= num_beams:  # as HF's early_stopping=True
+        if not live or _settled(finished, live, num_beams):
             break
         parents = [c[1] for c in live]
         if parents != list(range(len(beams))):  # one beam going on as itself needs no reordering
@@ -90,10 +90,26 @@ def decode(model: SpeakerLM, ex: Example, max_new_tokens: int = 400, num_beams: 
         hidden, cache = backbone.run(embeds, torch.ones(len(beams), past + 1, dtype=torch.long), mem, cache)
         last = hidden[:, -1]
     pool = finished or [(beam.score, beam.turns) for beam in beams]
-    length = lambda turns: max(1, sum(len(ids) + 2 for _, ids in turns))
-    _, turns = max(pool, key=lambda f: f[0] / length(f[1]))  # length-normalised, as HF's default
+    _, turns = max(pool, key=lambda f: f[0] / _length(f[1]))  # length-normalised, as HF's default
     out = [Turn(label, backbone.decode_tokens(list(ids)).strip()) for label, ids in turns]
     return until_repeated([t for t in out if t.text])
+
+
+def _length(turns) -> int:
+    """Inputs a hypothesis has consumed: its words plus each turn's marker and speaker."""
+    return max(1, sum(len(ids) + 2 for _, ids in turns))
+
+
+def _settled(finished: list, live: list, num_beams: int) -> bool:
+    """Whether search can stop: `num_beams` hypotheses have ended and no live beam, were it to end
+    now, would rank among them (HF's early_stopping=False rule). Stopping at the first `num_beams`
+    endings instead lets a beam that ended after one turn win over a longer one still being written."""
+    if len(finished) < num_beams:
+        return False
+    if num_beams == 1:  # greedy: the argmax said end
+        return True
+    kept = sorted((score / _length(turns) for score, turns in finished), reverse=True)[:num_beams]
+    return max(c[0] / _length(c[2].turns) for c in live) <= kept[-1]
 
 
 def _choose_speaker(model: SpeakerLM, hidden: torch.Tensor, slot_embs: list[torch.Tensor], names: list[str],

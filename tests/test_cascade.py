@@ -7,7 +7,7 @@ from speakerlm.audio import SAMPLE_RATE, load_audio
 from speakerlm.diarize import FRAMES_PER_SECOND, SpeakerCount, frame_labels
 from speakerlm.engines.cascade import Cascade, word_speaker, words_to_turns
 from speakerlm.metrics import cpwer
-from speakerlm.pretrained.whisper import Word
+from speakerlm.pretrained.fast_whisper import Word
 from speakerlm.transcribe import TranscribeOptions
 from speakerlm.turns import Turn
 from speakerlm.vad import Region

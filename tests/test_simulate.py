@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import itertools
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -257,3 +258,55 @@ def test_parallel_workers_write_the_same_files_as_one_process(bank, texts, tmp_p
     assert one == two
     for wav in (tmp_path / "one" / "audio").glob("*.wav"):
         assert _digest(wav) == _digest(tmp_path / "two" / "audio" / wav.name)
+
+
+@pytest.mark.parametrize("channel", ["telephone", "muffled", "clipped"])
+def test_degraded_channels_change_the_sound_not_the_timing(channel):
+    from speakerlm.data.simulate import degrade
+
+    rng = np.random.default_rng(0)
+    wave = (0.1 * rng.standard_normal(2 * SAMPLE_RATE)).astype(np.float32)
+    out = degrade(wave, channel)
+    assert out.shape == wave.shape and out.dtype == np.float32 and np.isfinite(out).all()
+    spectrum = lambda x: np.abs(np.fft.rfft(x)) ** 2  # noqa: E731
+    f = np.fft.rfftfreq(wave.size, 1 / SAMPLE_RATE)
+    high = lambda x: spectrum(x)[f > 4500].sum() / spectrum(x).sum()  # noqa: E731
+    if channel == "clipped":
+        assert np.abs(out).max() <= 0.5 and np.mean(np.abs(out) == 0.5) > 0.05
+    else:  # band-limited: little energy left above 4.5 kHz (white noise has half of it there)
+        assert high(wave) > 0.4 and high(out) < 0.02
+
+
+def test_channel_off_keeps_the_clips_of_a_preset(bank, texts):
+    """A config with channel_prob 0 draws no channel, so existing presets' clips are unchanged."""
+    base = ConversationSimulator(bank, texts, CLEAN, "train", seed=3).conversation(0)
+    again = ConversationSimulator(bank, texts, replace(CLEAN, channel_prob=0.0),
+                                  "train", seed=3).conversation(0)
+    assert np.array_equal(base.audio, again.audio) and "channel" not in base.info
+    degraded = ConversationSimulator(bank, texts, replace(CLEAN, channel_prob=1.0),
+                                     "train", seed=3).conversation(0)
+    assert degraded.info["channel"] in ("telephone", "muffled", "clipped")
+    assert [s.text for s in degraded.supervisions] == [s.text for s in base.supervisions]
+
+
+def test_meeting_talk_is_its_own_source():
+    from speakerlm.data.texts import load_text_pool, meeting_pool, meeting_sentences, normalise
+
+    talk = meeting_sentences(500)
+    assert talk == meeting_sentences(500) and len(set(talk)) == 500
+    pool = meeting_pool(500)
+    assert pool.split("train") == pool.split("dev") == talk  # one source for the held-out presets
+    assert all(s[0].isupper() and s[-1] in ".?" for s in talk)
+    built_in = {normalise(s) for s in load_text_pool().split("train")}
+    assert not built_in & {normalise(s) for s in talk}
+
+
+def test_held_out_voices_are_a_neural_engine_and_a_real_reader():
+    from speakerlm.data.voices import VOICE_SETS, default_voices, held_out_voices
+
+    voices = held_out_voices()
+    assert {v.engine for v in voices} == {"piper", "recording"}
+    assert not {v.engine for v in default_voices()} & {"piper"}
+    assert VOICE_SETS["held-out"][2] == (0.0, 1.0, 0.0)  # never in a train split
+    speech = voices[0].synthesize("Can we move the budget review to Thursday?")
+    assert speech.dtype == np.float32 and 1.5 < speech.size / SAMPLE_RATE < 5 and np.abs(speech).max() > 0.5

@@ -64,6 +64,7 @@ class SimulationConfig:
     reverb_prob: float = 0.5  # chance of synthetic reverberation (one RIR per speaker, one room RT60)
     rt60: tuple[Seconds, Seconds] = (0.2, 0.8)
     drr_db: tuple[float, float] = (0.0, 8.0)  # direct-to-reverberant energy ratio of each RIR
+    channel_prob: float = 0.0  # chance that the mixture passes through a degraded channel (CHANNELS)
     enrolment_seconds: tuple[Seconds, Seconds] = (2.0, 10.0)  # per speaker, from other utterances
     max_cross_cosine: float = 0.6  # voices in a conversation, and its distractors, are mutually below this
     family_share: tuple[tuple[str, float], ...] = (("tts", 0.5), ("espeak", 0.4), ("recording", 0.1))  # of speakers
@@ -144,10 +145,11 @@ class ConversationSimulator:
     """Seeded conversations of one split: `conversation(index)` depends only on (seed, split, index)."""
 
     def __init__(self, bank: VoiceBank, texts: TextPool, config: SimulationConfig = SimulationConfig(),
-                 split: str = "train", seed: int = 0):
+                 split: str = "train", seed: int = 0, name: Optional[str] = None):
         if split not in SPLIT_CODES:
             raise UserError(f"unknown split {split!r}; choose train, dev or test")
         self.bank, self.config, self.split, self.seed = bank, config, split, seed
+        self.name = name or split  # the conversation ids' prefix
         self.voices = bank.split(split)
         self.sentences = texts.split(split)
         self.language = texts.language
@@ -159,7 +161,7 @@ class ConversationSimulator:
             raise UserError(f"split {split}: only {len(self.sentences)} sentences; give a larger text pool")
 
     def conversation_id(self, index: int) -> str:
-        return f"{self.split}-s{self.seed}-{index:06d}"
+        return f"{self.name}-s{self.seed}-{index:06d}"
 
     def _rngs(self, *key: int) -> list[np.random.Generator]:
         seq = np.random.SeedSequence([self.seed, SPLIT_CODES[self.split], *key])
@@ -339,11 +341,16 @@ class ConversationSimulator:
             speech_power = float(np.mean(mix[active] ** 2)) if active.any() else 1e-4
             noise *= math.sqrt(speech_power / 10 ** (snr / 10) / max(float(np.mean(noise**2)), 1e-12))
             mix += noise.astype(np.float32)
+        # drawn only when enabled, so presets without a channel keep their random streams (and clips)
+        channel = (CHANNELS[int(rng.integers(len(CHANNELS)))]
+                   if cfg.channel_prob > 0 and rng.random() < cfg.channel_prob else None)
+        if channel:
+            mix = degrade(mix, channel)
         peak = float(np.abs(mix).max())
         if peak > 0.95:
             mix *= 0.95 / peak
         info = {"speaker_gain_db": {k: round(g, 2) for k, g in gains_db.items()}, "rt60": rt60 and round(rt60, 3),
-                "noise": noise_type, "snr_db": snr and round(snr, 2)}
+                "noise": noise_type, "snr_db": snr and round(snr, 2), **({"channel": channel} if channel else {})}
         return mix, info
 
     def _babble(self, rng: np.random.Generator, speakers: list[Voice], n: int) -> np.ndarray:
@@ -431,6 +438,32 @@ def _rir(rng: np.random.Generator, rt60: float, drr_db: float) -> np.ndarray:
     return tail.astype(np.float32)
 
 
+CHANNELS = ("telephone", "muffled", "clipped")
+
+
+def degrade(wave: np.ndarray, channel: str) -> np.ndarray:
+    """A channel that no training clip passes through: telephone (300–3400 Hz, 8 kHz, 8-bit μ-law),
+    muffled (a cheap microphone: low-passed at 2.5 kHz), clipped (driven 14 dB into hard clipping)."""
+    import soxr
+    from scipy.signal import butter, sosfilt
+
+    if channel == "telephone":
+        band = sosfilt(butter(6, (300, 3400), "bandpass", fs=SAMPLE_RATE, output="sos"), wave)
+        narrow = soxr.resample(band, SAMPLE_RATE, 8000)
+        peak = max(float(np.abs(narrow).max()), 1e-9)
+        x = narrow / peak
+        mu = 255.0  # G.711 μ-law companding, quantised to 8 bits and expanded again
+        code = np.round(np.sign(x) * np.log1p(mu * np.abs(x)) / np.log1p(mu) * 127) / 127
+        x = np.sign(code) * np.expm1(np.abs(code) * np.log1p(mu)) / mu
+        return soxr.resample(x * peak, 8000, SAMPLE_RATE)[: wave.size].astype(np.float32)
+    if channel == "muffled":
+        return sosfilt(butter(4, 2500, "lowpass", fs=SAMPLE_RATE, output="sos"), wave).astype(np.float32)
+    if channel == "clipped":
+        driven = wave * 10 ** (14 / 20)
+        return np.clip(driven, -0.5, 0.5).astype(np.float32)
+    raise UserError(f"unknown channel {channel!r}; choose one of {', '.join(CHANNELS)}")
+
+
 def _convolve(track: np.ndarray, rir: np.ndarray) -> np.ndarray:
     from scipy.signal import fftconvolve
 
@@ -446,11 +479,28 @@ class Preset:
     conversations: int
     config: SimulationConfig
     about: str
+    voices: str = "default"  # a key of VOICE_SETS: which voice bank the preset draws from
+    texts: str = "pool"  # "pool" (fortunes and docs, split by hash) or "meeting" (templated meeting talk)
+
+
+# Out of distribution: the training presets' voices, sentences, clip shapes and channels all differ
+HELD_OUT = SimulationConfig(duration=(25.0, 70.0), overlap=0.18, pause_mean=0.3, same_speaker_prob=0.25,
+                            backchannel_prob=0.35, level_db=8.0, noise_prob=0.5, snr_db=(6.0, 18.0),
+                            reverb_prob=0.4, rt60=(0.3, 1.0), channel_prob=0.5, max_cross_cosine=0.7,
+                            family_share=(("tts", 0.75), ("recording", 0.25)), distractors=100)
 
 
 PRESETS = {
     "dev": Preset("dev", 0, 50, SimulationConfig(), "50 clips, 2-4 speakers, 40-50 s, overlap 0.1, noise/reverb p=0.5"),
     "test": Preset("test", 0, 50, SimulationConfig(), "as dev, on the test voices and sentences"),
+    "ood": Preset("dev", 0, 30, HELD_OUT,
+                  "30 clips, held-out neural TTS voices and a real reader, meeting talk, 25-70 s, overlap 0.18, "
+                  "noise, reverb and telephone/muffled/clipped channels", voices="held-out", texts="meeting"),
+    "real": Preset("dev", 0, 6,
+                   SimulationConfig(speakers=(2, 2), duration=(18.0, 30.0), overlap=0.05, noise_prob=0.0,
+                                    reverb_prob=0.0, backchannel_prob=0.0, max_cross_cosine=0.9,
+                                    family_share=(("recording", 1.0),), distractors=5),
+                   "6 two-person conversations spliced from the real pocketsphinx readers", voices="real"),
     "tiny": Preset("dev", 0, 3,
                    SimulationConfig(speakers=(2, 2), duration=(10.0, 10.0), noise_prob=0.0, reverb_prob=0.0,
                                     distractors=5),
@@ -521,13 +571,17 @@ def simulate(out_dir: Path, sim: ConversationSimulator, conversations: int, work
     if settings_path.exists():
         old = json.loads(settings_path.read_text())
         old.pop("conversations", None)
-        if old != json.loads(json.dumps(settings)):
+        new = json.loads(json.dumps(settings))
+        defaults = json.loads(json.dumps(asdict(SimulationConfig())))
+        # a folder written before a config field existed was made with that field's default
+        old["config"] = {**{k: v for k, v in defaults.items() if new["config"].get(k) == v}, **old.get("config", {})}
+        if old != new:
             raise UserError(f"{out}: holds a simulation with other settings (split, seed, config or voice bank); "
                             "use another --out, or delete it")
     write_text_atomic(settings_path, json.dumps({**settings, "conversations": conversations}, indent=1))
     todo = [i for i in range(conversations)
             if not (out / "conversations" / f"{sim.conversation_id(i)}.json").exists()]
-    bar = tqdm(total=len(todo), desc=f"simulate {sim.split}", unit="conv", disable=not progress)
+    bar = tqdm(total=len(todo), desc=f"simulate {sim.name}", unit="conv", disable=not progress)
     if workers <= 1 or len(todo) <= 1:
         for i in todo:
             write_conversation(sim, out, i)
@@ -638,22 +692,26 @@ def add_simulate_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
-    from speakerlm.data.texts import load_text_pool
-    from speakerlm.data.voices import build_voice_bank, default_bank_dir, default_voices
+    from speakerlm.data.texts import load_text_pool, meeting_pool
+    from speakerlm.data.voices import VOICE_SETS, build_voice_bank, default_bank_dir, default_voices
 
-    bank_dir = args.bank or (default_bank_dir() if args.language == "en" else default_bank_dir().with_name("voices-zh"))
+    preset = PRESETS[args.preset] if args.preset else None
+    voice_set = preset.voices if preset else "default"
+    make_voices, folder, fractions = VOICE_SETS[voice_set]
+    if args.language != "en":
+        make_voices, folder = (lambda: default_voices(args.language)), "voices-zh"
+    bank_dir = args.bank or default_bank_dir().with_name(folder)
     if args.build_bank or not (bank_dir / "splits.json").exists():
         print(f"building the voice bank in {bank_dir} (once; resumable)", file=sys.stderr)
-        bank = build_voice_bank(bank_dir, default_voices(args.language))
+        build_voice_bank(bank_dir, make_voices(), split_fractions=fractions)
         print(json.dumps(json.loads((bank_dir / "summary.json").read_text()), indent=1), file=sys.stderr)
     if args.out is None:
         if args.build_bank:
             return
         raise UserError("--out DIR is required to simulate")
     bank = VoiceBank.open(bank_dir)
-    texts = load_text_pool(args.language, args.texts)
-    if args.preset:
-        preset = PRESETS[args.preset]
+    texts = meeting_pool() if preset and preset.texts == "meeting" else load_text_pool(args.language, args.texts)
+    if preset:
         split, seed, count, config = preset.split, preset.seed, preset.conversations, preset.config
     else:
         config = SimulationConfig(speakers=args.speakers, duration=args.duration, overlap=args.overlap,
@@ -666,7 +724,9 @@ def cmd_simulate(args: argparse.Namespace) -> None:
             count = math.ceil(args.hours * 3600 / (sum(config.duration) / 2))
         else:
             raise UserError("say how much to make: --hours H, --conversations N or --preset NAME")
-    sim = ConversationSimulator(bank, texts, config, split, seed)
+    # a held-out preset's ids say so, apart from the dev split's that share its split name
+    name = args.preset if preset and preset.voices != "default" else None
+    sim = ConversationSimulator(bank, texts, config, split, seed, name)
     out = simulate(args.out, sim, count, workers=args.workers)
     first = json.loads((out / "conversations" / f"{sim.conversation_id(0)}.json").read_text())
     from speakerlm.plots import plot_timeline

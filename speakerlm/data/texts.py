@@ -191,3 +191,75 @@ def to_pinyin(text: str) -> str:
     except ImportError:
         raise UserError("Mandarin synthesis needs the optional `pypinyin` package: pip install pypinyin==0.55.0") from None
     return " ".join(lazy_pinyin(text, style=Style.TONE3, neutral_tone_with_five=True))
+
+
+# ---- meeting talk: a held-out source and style -----------------------------------------------------
+# Spoken, first-person workplace talk, unlike the fortunes and documentation prose of the pool above.
+# No corpus of such text ships on this machine, so it is generated from templates; it feeds only the
+# out-of-distribution presets, never training.
+MEETING_TEMPLATES = (
+    "Can we move the {thing} to {day}?",
+    "I think the {thing} is {state}, but let me check with {name}.",
+    "{name} said the {thing} would be ready by {day}.",
+    "Okay, so the next item on the list is the {thing}.",
+    "Sorry, could you say that again? I missed the part about the {thing}.",
+    "I can take that one, and I will send an update on {day}.",
+    "We spent most of last week on the {thing}, and it is {state} now.",
+    "Let me share my screen so everyone can see the {thing}.",
+    "Does anyone have questions about the {thing} before we move on?",
+    "I talked to {name} this morning, and they want the {thing} by {day}.",
+    "That sounds good to me, as long as we keep the {thing} simple.",
+    "Honestly, I am not sure the {thing} is worth the extra cost.",
+    "Who is going to follow up with {name} about the {thing}?",
+    "If we push the {thing} to {day}, we still have time for testing.",
+    "The numbers for the {thing} look {judgement} this quarter.",
+    "I agree with {name}, the {thing} needs another review.",
+    "Let's take five minutes and then come back to the {thing}.",
+    "We should probably write this down so we remember it on {day}.",
+    "My main worry is that the {thing} will slip again.",
+    "Thanks, that was really helpful. Let's talk about the {thing} next.",
+    "Can you remind me what we decided about the {thing}?",
+    "I will ask {name} to join the call on {day}.",
+    "We need a decision on the {thing} before the end of the week.",
+    "I have a hard stop at {time}, so let's keep this short.",
+    "The customer asked about the {thing} again yesterday.",
+    "Right, and the {thing} depends on the budget being approved.",
+    "I am happy to help, but I need the details by {day}.",
+    "Let's meet again on {day} at {time} to go over the {thing}.",
+    "Good point, I had not thought about the {thing} that way.",
+    "So to sum up, {name} owns the {thing} and we check in on {day}.",
+)
+MEETING_SLOTS = {
+    "thing": ("budget review", "launch plan", "design document", "hiring plan", "quarterly report", "new website",
+              "training session", "sales forecast", "team offsite", "product demo", "contract", "office move",
+              "customer survey", "project timeline", "release notes", "marketing campaign", "security audit",
+              "support backlog", "travel policy", "onboarding guide"),
+    "day": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "next week", "the end of the month", "tomorrow"),
+    "name": ("Sarah", "David", "Maria", "James", "Linda", "Peter", "Karen", "Thomas", "Emily", "Robert", "the client",
+             "our manager", "the finance team"),
+    "state": ("almost done", "behind schedule", "on track", "blocked", "nearly finished", "still in review"),
+    "judgement": ("better than expected", "a little low", "much stronger", "about the same", "worse than last year"),
+    "time": ("two o'clock", "noon", "four o'clock", "lunch", "the end of the day"),
+}
+
+
+def meeting_sentences(count: int = 3000, seed: int = 0) -> list[str]:
+    """`count` distinct sentences of templated meeting talk, the same for a given seed."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    out: dict[str, None] = {}
+    for _ in range(count * 20):
+        if len(out) >= count:
+            break
+        template = MEETING_TEMPLATES[int(rng.integers(len(MEETING_TEMPLATES)))]
+        fill = {k: v[int(rng.integers(len(v)))] for k, v in MEETING_SLOTS.items()}
+        text = template.format(**fill)
+        out[text[0].upper() + text[1:]] = None
+    return sorted(out)
+
+
+def meeting_pool(count: int = 3000) -> TextPool:
+    """Meeting talk in every split: the out-of-distribution presets draw it as their one text source."""
+    sentences = meeting_sentences(count)
+    return TextPool({s: sentences for s in SPLITS})

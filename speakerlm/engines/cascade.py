@@ -1,5 +1,5 @@
-"""The cascaded baseline: diarization → Whisper words → each word labelled from the frames it was
-spoken in → turns → enrolled names.
+"""The cascaded baseline: diarization → Whisper words (faster-whisper, long-form) → each word labelled
+from the frames it was spoken in → turns → enrolled names.
 
 The paper compares SpeakerLM with such cascades (its Fig. 1a). The join follows WhisperX: every ASR
 word goes to the speaker active at its time, so speaker changes without a pause are handled.
@@ -11,13 +11,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from speakerlm.audio import SAMPLE_RATE
 from speakerlm.diarize import FRAMES_PER_SECOND, Diarizer, DiarizerConfig, SpeakerCount
 from speakerlm.engines.base import Engine, TranscribeOptions
-from speakerlm.memory import return_freed_memory
-from speakerlm.pretrained.whisper import ASR_WINDOW_SECONDS, Word, load_whisper, transcribe_words
+from speakerlm.engines.progress import seconds_bar
+from speakerlm.pretrained.fast_whisper import FastWhisper, Word
 from speakerlm.turns import ANONYMOUS, Turn
-from speakerlm.vad import group_regions, speech_regions
+from speakerlm.vad import speech_regions
 from speakerlm.voiceprints import MATCH_THRESHOLD, match_names
 
 
@@ -60,17 +59,14 @@ class Cascade(Engine):
         from speakerlm.pretrained.speaker_encoder import load_speaker_encoder
 
         self.options, self.config = self.resolve(options), config or CascadeConfig()
-        self.model, self.processor = load_whisper(self.options.whisper)
+        self.asr = FastWhisper(self.options.whisper)
         self.diarizer = Diarizer(load_speaker_encoder(self.options.speaker_encoder), self.config.diarizer)
 
     def transcribe(self, wave, voiceprints, count=SpeakerCount(), state=None) -> list[Turn]:
-        regions = speech_regions(wave)
-        frames, centroids = self.diarizer.diarize(wave, regions, count)
-        words: list[Word] = []
-        for w in group_regions(regions, ASR_WINDOW_SECONDS):
-            piece = wave[int(w.start * SAMPLE_RATE) : int(w.end * SAMPLE_RATE)]
-            words += transcribe_words(self.model, self.processor, piece, self.options.language, offset=w.start)
-            return_freed_memory()  # memory flat in the recording's length (memory.py)
+        frames, centroids = self.diarizer.diarize(wave, speech_regions(wave), count)
+        with seconds_bar(wave, self.options.progress) as advance:
+            segments = self.asr.transcribe(wave, self.options.language, self.options.num_beams, progress=advance)
+        words = [w for s in segments for w in s.words]
         clusters = [word_speaker(w, frames) for w in words]
         named = match_names(centroids, voiceprints, self.config.match_threshold)
         anonymous: dict[int, str] = {}

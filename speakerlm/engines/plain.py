@@ -1,24 +1,21 @@
-"""Plain Whisper: speech windows cut at pauses, each transcribed; one anonymous speaker."""
+"""Plain Whisper: the recording decoded by faster-whisper (long-form, VAD, beam search); one
+anonymous speaker, one turn per Whisper segment."""
 
 from __future__ import annotations
 
-from speakerlm.audio import SAMPLE_RATE
 from speakerlm.engines.base import Engine, TranscribeOptions
-from speakerlm.pretrained.whisper import ASR_WINDOW_SECONDS, load_whisper, transcribe_window
+from speakerlm.engines.progress import seconds_bar
+from speakerlm.pretrained.fast_whisper import FastWhisper
 from speakerlm.turns import ANONYMOUS, Turn
-from speakerlm.vad import group_regions, speech_regions
 
 
 class PlainWhisper(Engine):
     def __init__(self, options: TranscribeOptions, config=None):
         self.options = self.resolve(options)
-        self.model, self.processor = load_whisper(self.options.whisper)
+        self.asr = FastWhisper(self.options.whisper)
 
     def transcribe(self, wave, voiceprints, count=None, state=None) -> list[Turn]:
-        turns = []
-        for w in group_regions(speech_regions(wave), ASR_WINDOW_SECONDS):
-            piece = wave[int(w.start * SAMPLE_RATE) : int(w.end * SAMPLE_RATE)]
-            text = transcribe_window(self.model, self.processor, piece, self.options.language, self.options.num_beams)
-            if text:
-                turns.append(Turn(ANONYMOUS.format(0), text, round(w.start, 3), round(w.end, 3)))
-        return turns
+        with seconds_bar(wave, self.options.progress) as advance:
+            segments = self.asr.transcribe(wave, self.options.language, self.options.num_beams, words=False,
+                                           progress=advance)
+        return [Turn(ANONYMOUS.format(0), s.text, s.start, s.end) for s in segments if s.text]

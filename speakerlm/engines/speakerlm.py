@@ -87,7 +87,8 @@ class SpeakerLMEngine(Engine):
                             f"{options.speaker_encoder}; use --engine cascade for another speaker encoder")
         if options.int8 and not BACKBONES[config.backbone].int8_parts:
             raise UserError(f"{path}: --int8 is not implemented for the {config.backbone} backbone")
-        return replace(options, model=str(path), whisper=config.whisper, speaker_encoder=config.speaker_encoder)
+        return replace(options, model=str(path), whisper=config.whisper, speaker_encoder=config.speaker_encoder,
+                       num_beams=options.num_beams or 1)
 
     def __init__(self, options: TranscribeOptions, config: SpeakerLMEngineConfig = SpeakerLMEngineConfig()):
         from speakerlm.checkpoint import load_model, quantize_for_inference

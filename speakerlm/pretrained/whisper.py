@@ -1,5 +1,6 @@
 """Whisper, read from the CTranslate2 files that pip packages ship, rebuilt as a Hugging Face
-`WhisperForConditionalGeneration` (so it is differentiable and trainable here), plus plain transcription.
+`WhisperForConditionalGeneration` (so it is differentiable and trainable here: the SpeakerLM model's
+backbone). Recognition for the plain and cascade engines is `fast_whisper.py`, on the same files.
 
 Conversion runs once per model into the cache directory (safetensors + config + tokenizer); later
 loads read that directory with `from_pretrained` (a local path, never a hub).
@@ -25,10 +26,6 @@ from speakerlm.errors import UserError
 N_MELS = 80  # tiny.en and base both take 80 log-mel bins
 CHUNK_SECONDS = 30  # Whisper's fixed input window
 ENCODER_FRAMES_PER_SECOND = 50  # encoder output frames (conv stride 2)
-# Plain transcription windows: greedy Whisper tiny often ends a long multi-voice window after its
-# first sentence (measured on dev-s0-000000: a 27 s window lost 2/3 of its words); short windows,
-# cut at pauses, keep it transcribing.
-ASR_WINDOW_SECONDS = 12
 
 
 @dataclass(frozen=True)
@@ -267,7 +264,8 @@ class Processor:
 
 def transcribe_window(model, processor: Processor, wave: np.ndarray, language: Optional[str] = None,
                       num_beams: int = 1) -> str:
-    """Plain (speaker-agnostic) transcription of one SAMPLE_RATE window of at most CHUNK_SECONDS."""
+    """Greedy transcription of one SAMPLE_RATE window of at most CHUNK_SECONDS by the rebuilt model:
+    the check that the rebuild recognises speech as the CT2 original does."""
     import torch
 
     inputs = processor.features(wave[: CHUNK_SECONDS * SAMPLE_RATE], sampling_rate=SAMPLE_RATE, return_tensors="pt")
@@ -277,51 +275,6 @@ def transcribe_window(model, processor: Processor, wave: np.ndarray, language: O
     with torch.inference_mode():
         tokens = model.generate(inputs.input_features, **kwargs)
     return processor.tokenizer.decode(tokens[0], skip_special_tokens=True).strip()
-
-
-@dataclass(frozen=True)
-class Word:
-    text: str  # as decoded, punctuation attached ("morning,")
-    start: float  # seconds, from the cross-attention alignment (DTW over Whisper's alignment heads)
-    end: float
-
-
-def transcribe_words(model, processor: Processor, wave: np.ndarray, language: Optional[str] = None,
-                     offset: float = 0.0) -> list[Word]:
-    """Transcribe one window of at most CHUNK_SECONDS with a time for every word.
-
-    transformers times each token by dynamic time warping over the alignment heads' cross-attention;
-    the times are then grouped into words.
-    """
-    import torch
-
-    wave = wave[: CHUNK_SECONDS * SAMPLE_RATE]
-    inputs = processor.features(wave, sampling_rate=SAMPLE_RATE, return_tensors="pt", return_attention_mask=True)
-    kwargs = dict(max_new_tokens=_max_tokens(wave.size / SAMPLE_RATE), max_length=None, return_token_timestamps=True,
-                  attention_mask=inputs.attention_mask)
-    if model.generation_config.is_multilingual:
-        kwargs.update(language=language, task="transcribe")
-    with torch.inference_mode():
-        out = model.generate(inputs.input_features, **kwargs)
-    tokens, times = out["sequences"][0].tolist(), out["token_timestamps"][0].tolist()
-    # measured on flite speech against VAD boundaries: a token's timestamp is where it *ends*, so a
-    # word spans from the previous token's timestamp to its own last token's timestamp
-    first_text = model.generation_config.no_timestamps_token_id  # special/timestamp ids are all above
-    words: list[list] = []  # [text, start, end]
-    previous_end = 0.0
-    for token, end in zip(tokens, times):
-        if token >= first_text or token == model.generation_config.eos_token_id:
-            continue
-        piece = processor.tokenizer.decode([token])
-        attaches = words and (not piece.startswith(" ") or not piece.strip()[:1].isalnum())
-        if attaches and piece.strip():
-            words[-1][0] += piece.strip()  # a word continues, or punctuation joins the word before
-            if piece.strip()[:1].isalnum():  # punctuation's "end" reaches into the pause after it
-                words[-1][2] = max(words[-1][2], end)
-        elif piece.strip():
-            words.append([piece.strip(), previous_end, max(end, previous_end + 0.02)])
-        previous_end = end
-    return [Word(text, round(offset + start, 3), round(offset + end, 3)) for text, start, end in words]
 
 
 def _max_tokens(seconds: float) -> int:

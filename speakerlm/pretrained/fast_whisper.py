@@ -1,0 +1,140 @@
+"""Whisper decoded by faster-whisper (CTranslate2): the recognition of the plain and cascade engines.
+
+The same weights as `whisper.py`'s PyTorch rebuild, run the way Whisper's own long-form `transcribe`
+runs them: sequential 30 s windows seeking by timestamps, the previous window's text as prompt,
+temperature fallback on compression-ratio and log-probability checks, beam search, and silero VAD to
+skip silence. That is a maintained library's job, so it is used rather than re-written; the PyTorch
+model stays where gradients are needed (the SpeakerLM model and its training).
+
+faster-whisper reads a CTranslate2 folder: tiny.en is read where its package keeps it; base (split
+across two packages) is joined once into the cache; a local Hugging Face Whisper folder is converted
+once by CTranslate2's own converter.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from speakerlm.cache import cache_dir, verify_sha256
+from speakerlm.errors import UserError
+from speakerlm.pretrained.whisper import SOURCES, _site_packages
+
+DEFAULT_BEAMS = 5  # Whisper's own transcribe default; greedy loses words on multi-voice audio
+COMPUTE_TYPE = "int8"  # CPU: int8 weights with float activations, as faster-whisper recommends
+CT2_FILES = ("config.json", "tokenizer.json", "vocabulary.txt", "vocabulary.json", "preprocessor_config.json")
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str  # as decoded, punctuation attached ("morning,")
+    start: float  # seconds in the recording (faster-whisper's cross-attention alignment)
+    end: float
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One decoded stretch of speech (Whisper's own segmentation) with its words."""
+
+    start: float  # seconds in the recording
+    end: float
+    text: str
+    words: tuple[Word, ...]
+
+
+def ct2_dir(name: str) -> Path:
+    """The CTranslate2 folder of Whisper `name` ("tiny.en", "base" or a local HF Whisper folder)."""
+    if name in SOURCES:
+        source = SOURCES[name]
+        root = _site_packages(source.package)
+        if len(source.model_parts) == 1:
+            return root / source.folder
+        out = cache_dir() / f"ct2-whisper-{name}"
+        if not (out / "model.bin").exists():
+            parts = [root / p for p in source.model_parts]
+            verify_sha256(parts, source.sha256, source.package)
+            _write_folder(out, lambda tmp: _join(parts, tmp / "model.bin"), root / source.folder)
+        return out
+    path = Path(name)
+    if (path / "model.bin").exists():
+        return path  # already a CTranslate2 folder
+    if (path / "config.json").exists():
+        out = cache_dir() / f"ct2-{_slug(path)}"
+        if not (out / "model.bin").exists():
+            _write_folder(out, lambda tmp: _convert_hf(path, tmp), path)
+        return out
+    raise UserError(f"unknown Whisper model {name!r}; choose one of {sorted(SOURCES)} or give a local "
+                    "Whisper folder (Hugging Face or CTranslate2)")
+
+
+def _slug(path: Path) -> str:
+    import hashlib
+
+    return f"{path.name}-{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]}"
+
+
+def _join(parts: list[Path], out: Path) -> None:
+    with open(out, "wb") as f:
+        for p in parts:
+            with open(p, "rb") as src:
+                shutil.copyfileobj(src, f)
+
+
+def _convert_hf(path: Path, out: Path) -> None:
+    try:
+        from ctranslate2.converters import TransformersConverter
+    except ImportError:
+        raise UserError("converting a Hugging Face Whisper folder needs ctranslate2 (run scripts/setup.sh)") from None
+    TransformersConverter(str(path), copy_files=["tokenizer.json"]).convert(str(out), force=True)
+
+
+def _write_folder(out: Path, make_model: Callable[[Path], None], files_from: Path) -> None:
+    """Build a CTranslate2 folder in a temporary sibling and move it into place whole."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        make_model(tmp)
+        for name in CT2_FILES:
+            if (files_from / name).exists() and not (tmp / name).exists():
+                shutil.copy(files_from / name, tmp / name)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class FastWhisper:
+    """faster-whisper over one Whisper model: whole recordings in, segments with timed words out."""
+
+    def __init__(self, name: str, threads: int = 0):
+        from faster_whisper import WhisperModel
+
+        self.name = name
+        self.model = WhisperModel(str(ct2_dir(name)), device="cpu", compute_type=COMPUTE_TYPE,
+                                  cpu_threads=threads or min(2, os.cpu_count() or 1), local_files_only=True)
+        self.multilingual = self.model.model.is_multilingual
+
+    def transcribe(self, wave: np.ndarray, language: Optional[str] = "en", num_beams: int = DEFAULT_BEAMS,
+                   words: bool = True, vad: bool = True, progress: Optional[Callable[[float], None]] = None
+                   ) -> list[Segment]:
+        """A SAMPLE_RATE mono wave → chronological segments. `language` None = detect (multilingual
+        models); English-only models ignore it. `progress(seconds_done)` is called after each segment."""
+        segments, _ = self.model.transcribe(
+            np.ascontiguousarray(wave, dtype=np.float32), language=language if self.multilingual else None,
+            task="transcribe", beam_size=num_beams, word_timestamps=words, vad_filter=vad,
+            condition_on_previous_text=True)
+        out = []
+        for s in segments:  # a generator: decoding happens as it is read
+            timed = tuple(Word(w.word.strip(), round(float(w.start), 3), round(float(max(w.end, w.start)), 3))
+                          for w in (s.words or []) if w.word.strip())
+            out.append(Segment(round(float(s.start), 3), round(float(s.end), 3), s.text.strip(), timed))
+            if progress is not None:
+                progress(float(s.end))
+        return out

@@ -1,0 +1,82 @@
+"""faster-whisper on the packaged Whisper files: long-form recognition with timed words, the base model
+joined from its two packages, and a local Hugging Face Whisper folder converted once."""
+
+import numpy as np
+import pytest
+
+from speakerlm.audio import SAMPLE_RATE, load_audio
+from speakerlm.metrics import normalized_tokens
+from speakerlm.pretrained.fast_whisper import FastWhisper, ct2_dir
+from tests.conftest import SENTENCES
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return FastWhisper("tiny.en")
+
+
+def test_long_form_keeps_every_sentence_with_word_times(tiny, tts):
+    """Three voices one after another, 1 s apart: every word comes back, in order, inside its sentence."""
+    keys = ["chicken", "juice", "glue"]
+    gap = np.zeros(SAMPLE_RATE, np.float32)
+    pieces, spans, t = [], [], 0.0
+    for voice, key in zip(["rms", "slt", "awb"], keys):
+        w = load_audio(tts(voice, key))
+        pieces += [w, gap]
+        spans.append((t, t + w.size / SAMPLE_RATE))
+        t += w.size / SAMPLE_RATE + 1.0
+    segments = tiny.transcribe(np.concatenate(pieces))
+    words = [w for s in segments for w in s.words]
+    ref = normalized_tokens(" ".join(SENTENCES[k] for k in keys))
+    hyp = normalized_tokens(" ".join(w.text for w in words))
+    # no sentence dropped: the same number of words, at most one misheard
+    assert len(hyp) == len(ref) and sum(a != b for a, b in zip(hyp, ref)) <= 1, hyp
+    first_of_last = words[len(normalized_tokens(SENTENCES["chicken"] + " " + SENTENCES["juice"]))]
+    assert spans[2][0] - 0.5 <= first_of_last.start <= spans[2][1]  # times are in the recording's clock
+    assert all(a.start <= b.start for a, b in zip(words, words[1:]))
+
+
+def test_silence_gives_no_segments(tiny):
+    assert tiny.transcribe(np.zeros(5 * SAMPLE_RATE, np.float32)) == []
+
+
+@pytest.mark.slow
+def test_base_is_joined_once_from_its_two_packages(tts):
+    folder = ct2_dir("base")
+    stamp = (folder / "model.bin").stat().st_mtime_ns
+    assert ct2_dir("base") == folder and (folder / "model.bin").stat().st_mtime_ns == stamp
+    base = FastWhisper("base")
+    assert base.multilingual
+    text = " ".join(s.text for s in base.transcribe(load_audio(tts("rms", "glue")), language="en"))
+    assert normalized_tokens(text) == normalized_tokens(SENTENCES["glue"])
+
+
+def test_local_hugging_face_whisper_folder_is_converted(tmp_path, monkeypatch):
+    """A (tiny, random) Hugging Face Whisper folder: converted by CTranslate2 into the cache once, then
+    decoded; its words are noise, but the path a larger local model takes is the same."""
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    from speakerlm.pretrained.ct2 import read_ct2
+    from speakerlm.pretrained.whisper import whisper_dir
+
+    monkeypatch.setenv("SPEAKERLM_CACHE", str(tmp_path / "cache"))
+    real = whisper_dir("tiny.en")
+    config = WhisperConfig.from_pretrained(real)
+    for key in ("d_model", "encoder_ffn_dim", "decoder_ffn_dim"):
+        setattr(config, key, 64 if key == "d_model" else 128)
+    config.encoder_layers = config.decoder_layers = 1
+    config.encoder_attention_heads = config.decoder_attention_heads = 2
+    folder = tmp_path / "tiny-random-whisper"
+    WhisperForConditionalGeneration(config).save_pretrained(folder)
+    for name in ("tokenizer.json", "generation_config.json"):
+        (folder / name).write_bytes((real / name).read_bytes())
+    converted = ct2_dir(str(folder))
+    assert (converted / "model.bin").exists() and converted.is_relative_to(tmp_path / "cache")
+    stamp = (converted / "model.bin").stat().st_mtime_ns
+    model = FastWhisper(str(folder))  # converted once: the second look-up finds the same file
+    assert (converted / "model.bin").stat().st_mtime_ns == stamp and not model.multilingual  # tiny.en's vocabulary
+    _, variables = read_ct2(converted / "model.bin")  # the weights faster-whisper runs are the folder's
+    hf = WhisperForConditionalGeneration.from_pretrained(folder).model.decoder.embed_tokens.weight.detach().numpy()
+    assert np.allclose(variables["decoder/embeddings/weight"].astype(np.float32), hf, atol=1e-6)
+    wave = np.random.default_rng(0).normal(0, 0.1, 3 * SAMPLE_RATE).astype(np.float32)
+    model.transcribe(wave, num_beams=1, vad=False, words=False)  # decodes (noise, from random weights)
