@@ -52,7 +52,7 @@ def cmd_transcribe(args: argparse.Namespace) -> None:
     if args.output_dir is not None:
         args.output_dir.mkdir(parents=True, exist_ok=True)
     for audio in args.files:
-        state = _state_file(audio, transcriber.options, voiceprints)  # finished windows: a rerun resumes there
+        state = _state_file(audio, transcriber.options, voiceprints)  # finished work: a rerun resumes there
         transcript = transcriber.transcribe(audio, voiceprints=voiceprints, num_speakers=count.num,
                                             min_speakers=count.min, max_speakers=count.max, state=state)
         if args.timeline:
@@ -75,14 +75,15 @@ def cmd_transcribe(args: argparse.Namespace) -> None:
 
 
 def _state_file(audio: str, options, voiceprints: dict) -> Path | None:
-    """Where the SpeakerLM engine records finished windows of this exact job (same file, same options,
-    same enrolled voices), in the cache; None for engines that do not work window by window."""
+    """Where the engine records finished work of this exact job (same file, same options, same
+    enrolled voices), in the cache; None for engines that cannot resume."""
     import hashlib
     import os
 
     from speakerlm.cache import cache_dir
+    from speakerlm.transcribe import ENGINES
 
-    if options.engine != "speakerlm" or not Path(audio).is_file():
+    if not ENGINES[options.engine].resumable or not Path(audio).is_file():
         return None
     stat = os.stat(audio)
     key = repr((str(Path(audio).resolve()), stat.st_size, stat.st_mtime_ns, options,
@@ -99,9 +100,11 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     from speakerlm.pretrained.llm import load_llm
     from speakerlm.pretrained.speaker_encoder import ENCODERS
     from speakerlm.vad import _silero
+    from speakerlm.pretrained.fast_whisper import FastWhisper
     from speakerlm.pretrained.whisper import SOURCES, load_whisper
 
     steps = [(f"whisper {n}", lambda n=n: load_whisper(n)) for n in SOURCES]
+    steps += [(f"faster-whisper {n}", lambda n=n: FastWhisper(n)) for n in SOURCES]
     steps += [(f"speaker encoder {n}", cls) for n, cls in ENCODERS.items()]
     steps += [("llm smollm2-135m", load_llm), ("vad silero", _silero)]
     for label, load in steps:
@@ -125,9 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--speakers-dir", type=Path, help="use every voiceprint in this enrolment folder "
                    "(made by `speakerlm enroll --store DIR`)")
     t.add_argument("--timeline", action="store_true", help="also draw who spoke when as <stem>.png")
-    t.add_argument("--engine", default="speakerlm", choices=("speakerlm", "cascade", "plain"),
-                   help="speakerlm: the end-to-end model (default, the bundled model); cascade: VAD → "
-                        "speaker clustering → Whisper; plain: Whisper only, one speaker")
+    t.add_argument("--engine", choices=("cascade", "speakerlm", "plain"),
+                   help="cascade (default; speakerlm when --model or --int8 is given): speaker clustering + "
+                        "faster-whisper, the most accurate on held-out data; speakerlm: the end-to-end model "
+                        "(the bundled one, or --model); plain: Whisper only, one speaker")
     t.add_argument("--model", help="SpeakerLM model folder (default: the bundled one)")
     t.add_argument("--whisper", help="Whisper model of the cascade and plain engines: tiny.en (default), base, "
                    "or a local HF folder (the SpeakerLM model is built on its own Whisper)")

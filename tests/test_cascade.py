@@ -59,3 +59,27 @@ def test_a_known_speaker_count_reaches_the_diarizer(cascade):
     wave = load_audio(REPO / "examples" / "meeting.wav")
     assert {t.speaker for t in cascade.transcribe(wave, {}, SpeakerCount(num=1))} == {"spk 0"}
     assert len({t.speaker for t in cascade.transcribe(wave, {}, SpeakerCount(num=2))}) == 2
+
+
+@pytest.mark.slow
+def test_interrupted_run_resumes_after_its_last_segment(cascade, monkeypatch, tmp_path):
+    """A run killed while writing a segment's record resumes after the last whole one: the diarization
+    is read back, not redone, and decoding starts where the recorded segments end."""
+    from tests.conftest import REPO
+
+    wave = np.concatenate([load_audio(REPO / "examples" / "meeting.wav")] * 2)  # ≈ 43 s
+    state = tmp_path / "state.jsonl"
+    full = cascade.transcribe(wave, {}, state=state)
+    lines = state.read_text().splitlines()
+    assert "diarization" in lines[0] and len(lines) >= 4  # the diarization, then one line per segment
+    keep = len(lines) // 2
+    state.write_text("\n".join(lines[:keep]) + "\n" + lines[keep][:15])  # killed mid-line
+    monkeypatch.setattr(cascade.diarizer, "diarize", lambda *a: pytest.fail("diarized again"))
+    starts = []
+    real = cascade.asr.transcribe
+    monkeypatch.setattr(cascade.asr, "transcribe", lambda *a, **k: starts.append(k["start"]) or real(*a, **k))
+    again = cascade.transcribe(wave, {}, state=state)
+    assert starts and starts[0] > 5.0  # not from the beginning
+    assert [t.speaker for t in again] == [t.speaker for t in full]
+    # the words after the cut are decoded again with the recorded text as context: allow a little drift
+    assert cpwer(full, again).errors <= 3, (full, again)

@@ -18,7 +18,7 @@ def run(*args):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("engine", ["speakerlm", "cascade"])  # the default (bundled model, the demo's), the baseline
+@pytest.mark.parametrize("engine", ["speakerlm", "cascade"])  # the demo's bundled model, the default engine
 def test_transcribe_example_to_stdout(engine):
     proc = run("transcribe", str(EXAMPLE), "--engine", engine, "--speaker", f"Alice={REPO}/examples/alice.wav",
                "--speaker", f"Bob={REPO}/examples/bob.wav")
@@ -36,6 +36,7 @@ def test_all_formats_written_atomically_to_output_dir(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"meeting.{f}" for f in ("json", "rttm", "srt", "txt", "vtt")]
     body = json.loads((tmp_path / "meeting.json").read_text())
     assert body["audio"].endswith("meeting.wav") and body["turns"] and {"speaker", "text", "start", "end"} <= set(body["turns"][0])
+    assert body["engine"] == "cascade"  # the default engine (README: the most accurate on held-out data)
 
 
 def test_format_all_without_output_dir_is_refused():
@@ -108,9 +109,10 @@ def test_transcribe_options(extra, check, tmp_path):
     (["--num-speakers", "0"], "--num-speakers 0"),
     (["--min-speakers", "3", "--max-speakers", "2"], "above --max-speakers"),
     (["--engine", "speakerlm", "--model", "/nonexistent"], "not a SpeakerLM model"),
-    (["--whisper", "base"], "built on Whisper tiny.en"),  # the default engine is the bundled model
+    (["--engine", "speakerlm", "--whisper", "base"], "built on Whisper tiny.en"),
     (["--beams", "0"], "--beams 0"),
-    (["--speaker-encoder", "ge2e", "--speaker", f"Alice={REPO}/examples/alice.wav"], "trained on campp voiceprints"),
+    (["--engine", "speakerlm", "--speaker-encoder", "ge2e", "--speaker", f"Alice={REPO}/examples/alice.wav"],
+     "trained on campp voiceprints"),
     (["--engine", "cascade", "--model", str(REPO / "speakerlm" / "bundled")], "--model applies to --engine speakerlm"),
     (["--engine", "plain", "--int8"], "--int8 applies to --engine speakerlm"),
     (["--output-dir", str(EXAMPLE)], "is a file, not a folder"),

@@ -76,6 +76,8 @@ class SimulationConfig:
             raise UserError(f"speakers {lo}-{hi}: expected 1 ≤ min ≤ max ≤ 8")
         if not 1.0 <= self.duration[0] <= self.duration[1]:
             raise UserError(f"duration {self.duration}: expected 1 ≤ min ≤ max seconds")
+        if not 0.0 <= self.channel_prob <= 1.0:
+            raise UserError(f"channel_prob {self.channel_prob}: expected a probability in [0, 1]")
         if not 0.0 <= self.overlap < 0.5:
             raise UserError(f"overlap {self.overlap}: expected a ratio in [0, 0.5)")
         unknown = set(self.noise_types) - {"white", "pink", "brown", "babble"}
@@ -679,6 +681,8 @@ def add_simulate_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=float, default=d.overlap, help="target overlap ratio (default 0.1)")
     p.add_argument("--noise-prob", type=float, default=d.noise_prob, help="chance of additive noise (default 0.5)")
     p.add_argument("--reverb-prob", type=float, default=d.reverb_prob, help="chance of reverberation (default 0.5)")
+    p.add_argument("--channel-prob", type=float, default=d.channel_prob,
+                   help="chance of a degraded channel: telephone, muffled or clipped (default 0)")
     p.add_argument("--max-cross-cosine", type=float, default=d.max_cross_cosine,
                    help="voices in one conversation are mutually below this CAM++ cosine (default %(default)s)")
     p.add_argument("--distractors", type=int, default=d.distractors, help="distractor candidates per conversation")
@@ -716,7 +720,7 @@ def cmd_simulate(args: argparse.Namespace) -> None:
     else:
         config = SimulationConfig(speakers=args.speakers, duration=args.duration, overlap=args.overlap,
                                   noise_prob=args.noise_prob, reverb_prob=args.reverb_prob,
-                                  max_cross_cosine=args.max_cross_cosine, distractors=args.distractors)
+                                  channel_prob=args.channel_prob, max_cross_cosine=args.max_cross_cosine, distractors=args.distractors)
         split, seed = args.split, args.seed
         if args.conversations is not None:
             count = args.conversations

@@ -7,14 +7,14 @@ word goes to the speaker active at its time, so speaker changes without a pause 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from speakerlm.diarize import FRAMES_PER_SECOND, Diarizer, DiarizerConfig, SpeakerCount
 from speakerlm.engines.base import Engine, TranscribeOptions
-from speakerlm.engines.progress import seconds_bar
-from speakerlm.pretrained.fast_whisper import FastWhisper, Word
+from speakerlm.engines.progress import RecordLog, read_records, seconds_bar, write_records
+from speakerlm.pretrained.fast_whisper import FastWhisper, Segment, Word
 from speakerlm.turns import ANONYMOUS, Turn
 from speakerlm.vad import speech_regions
 from speakerlm.voiceprints import MATCH_THRESHOLD, match_names
@@ -54,6 +54,7 @@ def words_to_turns(words: list[Word], speakers: list[str], gap_s: float) -> list
 
 class Cascade(Engine):
     Config = CascadeConfig
+    resumable = True
 
     def __init__(self, options: TranscribeOptions, config: CascadeConfig = CascadeConfig()):
         from speakerlm.pretrained.speaker_encoder import load_speaker_encoder
@@ -63,9 +64,26 @@ class Cascade(Engine):
         self.diarizer = Diarizer(load_speaker_encoder(self.options.speaker_encoder), self.config.diarizer)
 
     def transcribe(self, wave, voiceprints, count=SpeakerCount(), state=None) -> list[Turn]:
-        frames, centroids = self.diarizer.diarize(wave, speech_regions(wave), count)
-        with seconds_bar(wave, self.options.progress) as advance:
-            segments = self.asr.transcribe(wave, self.options.language, self.options.num_beams, progress=advance)
+        """`state`: a file where the diarization and each decoded segment are recorded as they finish;
+        a run that finds some there resumes after them."""
+        records = read_records(state)
+        if records and "diarization" in records[0]:
+            frames, centroids = _diarization_from(records[0]["diarization"])
+            segments = [_segment_from(r["segment"]) for r in records[1:] if "segment" in r]
+        else:
+            frames, centroids = self.diarizer.diarize(wave, speech_regions(wave), count)
+            segments = []
+            if state is not None:
+                write_records(state, [{"diarization": _diarization_record(frames, centroids)}])
+        with seconds_bar(wave, self.options.progress) as advance, RecordLog(state) as log:
+            def finished(segment: Segment) -> None:
+                log.append({"segment": asdict(segment)})
+                advance(segment.end)
+
+            start = segments[-1].end if segments else 0.0
+            advance(start)
+            segments += self.asr.transcribe(wave, self.options.language, self.options.num_beams, start=start,
+                                            prompt=" ".join(s.text for s in segments[-3:]), on_segment=finished)
         words = [w for s in segments for w in s.words]
         clusters = [word_speaker(w, frames) for w in words]
         named = match_names(centroids, voiceprints, self.config.match_threshold)
@@ -75,3 +93,22 @@ class Cascade(Engine):
                 anonymous[k] = ANONYMOUS.format(len(anonymous))
         speakers = [named.get(k) or anonymous[k] for k in clusters]
         return words_to_turns(words, speakers, self.config.turn_gap_s)
+
+
+def _diarization_record(frames: np.ndarray, centroids: np.ndarray) -> dict:
+    """Frame labels run-length encoded ([label, count] pairs): an hour is ~1,000 runs, not 360,000 labels."""
+    edges = np.flatnonzero(np.diff(frames)) + 1
+    starts = np.concatenate([[0], edges])
+    lengths = np.diff(np.concatenate([starts, [frames.size]]))
+    return {"runs": [[int(frames[a]), int(n)] for a, n in zip(starts, lengths)] if frames.size else [],
+            "centroids": np.asarray(centroids, np.float32).tolist()}
+
+
+def _diarization_from(record: dict) -> tuple[np.ndarray, np.ndarray]:
+    runs = record["runs"]
+    frames = np.repeat([r[0] for r in runs], [r[1] for r in runs]).astype(int) if runs else np.zeros(0, int)
+    return frames, np.asarray(record["centroids"], np.float32)
+
+
+def _segment_from(record: dict) -> Segment:
+    return Segment(record["start"], record["end"], record["text"], tuple(Word(**w) for w in record["words"]))

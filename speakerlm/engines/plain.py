@@ -17,5 +17,5 @@ class PlainWhisper(Engine):
     def transcribe(self, wave, voiceprints, count=None, state=None) -> list[Turn]:
         with seconds_bar(wave, self.options.progress) as advance:
             segments = self.asr.transcribe(wave, self.options.language, self.options.num_beams, words=False,
-                                           progress=advance)
+                                           on_segment=lambda s: advance(s.end))
         return [Turn(ANONYMOUS.format(0), s.text, s.start, s.end) for s in segments if s.text]

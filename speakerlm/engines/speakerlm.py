@@ -21,11 +21,8 @@ its last finished window (`state`, one JSON line per window).
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -33,6 +30,7 @@ import numpy as np
 from speakerlm.audio import SAMPLE_RATE, Pathlike, duration
 from speakerlm.diarize import FRAMES_PER_SECOND, Diarizer, DiarizerConfig, SpeakerCount
 from speakerlm.engines.base import Engine, TranscribeOptions
+from speakerlm.engines.progress import RecordLog, read_records, write_records
 from speakerlm.errors import UserError
 from speakerlm.memory import return_freed_memory
 from speakerlm.timing import time_turns
@@ -69,6 +67,7 @@ class SpeakerLMEngineConfig:
 
 class SpeakerLMEngine(Engine):
     Config = SpeakerLMEngineConfig
+    resumable = True
 
     @classmethod
     def resolve(cls, options: TranscribeOptions) -> TranscribeOptions:
@@ -130,7 +129,7 @@ class SpeakerLMEngine(Engine):
         if done:
             print(f"resuming: {len(done)} of {len(windows)} windows already transcribed", file=sys.stderr)
         turns: list[Turn] = []
-        log = open(state, "a") if state is not None else None
+        log = RecordLog(state)
         for i, window in enumerate(tqdm(windows, desc="windows", unit="window", disable=not self.options.progress)):
             if i < len(done):  # finished before an interruption
                 timed, new_voices = done[i]
@@ -153,16 +152,12 @@ class SpeakerLMEngine(Engine):
                     speech = np.concatenate(spans) if spans else np.zeros(0, np.float32)
                     if speech.size >= SAMPLE_RATE:  # enough audio to recognise them in later windows
                         new_voices["~" + label] = self.encoder.embed(speech)
-                if log is not None:
-                    log.write(_window_record(i, timed, new_voices))
-                    log.flush()
-                    os.fsync(log.fileno())
+                log.append(_window_record(i, timed, new_voices))
             # labels handed out so far: one past the highest (also right for windows read back on resume)
             n_anon = max([n_anon] + [int(t.speaker.split()[1]) + 1 for t in timed if is_anonymous(t.speaker)])
             voices.update(new_voices)
             turns += timed
-        if log is not None:
-            log.close()
+        log.close()
         if cfg.naming == "posthoc":
             turns = self._name_after(turns, wave, voiceprints)
         return renumber_anonymous(turns)
@@ -245,22 +240,17 @@ class SpeakerLMEngine(Engine):
 
 
 def _read_state(state: Optional[Pathlike], n_windows: int) -> list[tuple[list[Turn], Voiceprints]]:
-    """Finished windows from an interrupted run's state file (a torn last line is dropped)."""
-    if state is None or not Path(state).exists():
-        return []
+    """Finished windows from an interrupted run's state file, in order."""
     done = []
-    for line in Path(state).read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            break
+    for row in read_records(state):
         if row.get("window") != len(done) or len(done) >= n_windows:
             break
         done.append(([Turn.from_dict(t) for t in row["turns"]], {k: np.asarray(v, np.float32) for k, v in row["voices"].items()}))
-    Path(state).write_text("".join(_window_record(i, *w) for i, w in enumerate(done)))  # drop a torn tail
+    if state is not None:  # drop records past the first that does not follow
+        write_records(state, [_window_record(i, *w) for i, w in enumerate(done)])
     return done
 
 
-def _window_record(i: int, turns: list[Turn], voices: Voiceprints) -> str:
-    return json.dumps({"window": i, "turns": [t.to_dict() for t in turns],
-                       "voices": {k: np.asarray(v).tolist() for k, v in voices.items()}}) + "\n"
+def _window_record(i: int, turns: list[Turn], voices: Voiceprints) -> dict:
+    return {"window": i, "turns": [t.to_dict() for t in turns],
+            "voices": {k: np.asarray(v).tolist() for k, v in voices.items()}}

@@ -22,6 +22,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from speakerlm.audio import SAMPLE_RATE
 from speakerlm.cache import cache_dir, verify_sha256
 from speakerlm.errors import UserError
 from speakerlm.pretrained.whisper import SOURCES, _site_packages
@@ -122,19 +123,23 @@ class FastWhisper:
         self.multilingual = self.model.model.is_multilingual
 
     def transcribe(self, wave: np.ndarray, language: Optional[str] = "en", num_beams: int = DEFAULT_BEAMS,
-                   words: bool = True, vad: bool = True, progress: Optional[Callable[[float], None]] = None
-                   ) -> list[Segment]:
-        """A SAMPLE_RATE mono wave → chronological segments. `language` None = detect (multilingual
-        models); English-only models ignore it. `progress(seconds_done)` is called after each segment."""
+                   words: bool = True, vad: bool = True, start: float = 0.0, prompt: Optional[str] = None,
+                   on_segment: Optional[Callable[[Segment], None]] = None) -> list[Segment]:
+        """A SAMPLE_RATE mono wave → chronological segments, in the wave's clock. `language` None =
+        detect (multilingual models); English-only models ignore it. `start`: decode from this second
+        on (a resumed run), with `prompt` (the text before it) as the previous-window context.
+        `on_segment` sees each segment as soon as it is decoded."""
+        offset = int(start * SAMPLE_RATE)
         segments, _ = self.model.transcribe(
-            np.ascontiguousarray(wave, dtype=np.float32), language=language if self.multilingual else None,
+            np.ascontiguousarray(wave[offset:], dtype=np.float32), language=language if self.multilingual else None,
             task="transcribe", beam_size=num_beams, word_timestamps=words, vad_filter=vad,
-            condition_on_previous_text=True)
+            condition_on_previous_text=True, initial_prompt=prompt or None)
+        shift = offset / SAMPLE_RATE
         out = []
         for s in segments:  # a generator: decoding happens as it is read
-            timed = tuple(Word(w.word.strip(), round(float(w.start), 3), round(float(max(w.end, w.start)), 3))
+            timed = tuple(Word(w.word.strip(), round(shift + float(w.start), 3), round(shift + float(max(w.end, w.start)), 3))
                           for w in (s.words or []) if w.word.strip())
-            out.append(Segment(round(float(s.start), 3), round(float(s.end), 3), s.text.strip(), timed))
-            if progress is not None:
-                progress(float(s.end))
+            out.append(Segment(round(shift + float(s.start), 3), round(shift + float(s.end), 3), s.text.strip(), timed))
+            if on_segment is not None:
+                on_segment(out[-1])
         return out
