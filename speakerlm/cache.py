@@ -74,6 +74,23 @@ def atomic_path(final: Path) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+@contextmanager
+def atomic_dir(final: Path) -> Iterator[Path]:
+    """Yield a temporary folder next to `final`; it replaces `final` only if the block succeeds."""
+    import shutil
+
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        yield tmp
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def write_text_atomic(final: Path, text: str) -> None:
     with atomic_path(final) as tmp:
         tmp.write_text(text, encoding="utf-8")

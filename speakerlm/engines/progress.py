@@ -33,13 +33,15 @@ def read_records(state: Optional[Pathlike]) -> list[dict]:
     is dropped and the file rewritten without it."""
     if state is None or not Path(state).exists():
         return []
+    lines = Path(state).read_text().splitlines()
     records = []
-    for line in Path(state).read_text().splitlines():
+    for line in lines:
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:
             break
-    write_records(state, records)
+    if len(records) < len(lines):
+        write_records(state, records)
     return records
 
 

@@ -241,13 +241,13 @@ class SpeakerLMEngine(Engine):
 
 def _read_state(state: Optional[Pathlike], n_windows: int) -> list[tuple[list[Turn], Voiceprints]]:
     """Finished windows from an interrupted run's state file, in order."""
-    done = []
-    for row in read_records(state):
+    records, done = read_records(state), []
+    for row in records:
         if row.get("window") != len(done) or len(done) >= n_windows:
             break
         done.append(([Turn.from_dict(t) for t in row["turns"]], {k: np.asarray(v, np.float32) for k, v in row["voices"].items()}))
-    if state is not None:  # drop records past the first that does not follow
-        write_records(state, [_window_record(i, *w) for i, w in enumerate(done)])
+    if len(done) < len(records):  # drop records past the first that does not follow
+        write_records(state, records[: len(done)])
     return done
 
 

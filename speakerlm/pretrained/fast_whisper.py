@@ -6,16 +6,16 @@ temperature fallback on compression-ratio and log-probability checks, beam searc
 skip silence. That is a maintained library's job, so it is used rather than re-written; the PyTorch
 model stays where gradients are needed (the SpeakerLM model and its training).
 
-faster-whisper reads a CTranslate2 folder: tiny.en is read where its package keeps it; base (split
-across two packages) is joined once into the cache; a local Hugging Face Whisper folder is converted
-once by CTranslate2's own converter.
+faster-whisper reads a CTranslate2 folder: the packaged models' (`whisper.ct2_folder`, which the
+PyTorch conversion reads too), or a local Hugging Face Whisper folder converted once by CTranslate2's
+own converter.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -23,13 +23,12 @@ from typing import Callable, Optional
 import numpy as np
 
 from speakerlm.audio import SAMPLE_RATE
-from speakerlm.cache import cache_dir, verify_sha256
+from speakerlm.cache import atomic_dir, cache_dir
 from speakerlm.errors import UserError
-from speakerlm.pretrained.whisper import SOURCES, _site_packages
+from speakerlm.pretrained.whisper import CT2_FILES, SOURCES, ct2_folder
 
 DEFAULT_BEAMS = 5  # Whisper's own transcribe default; greedy loses words on multi-voice audio
 COMPUTE_TYPE = "int8"  # CPU: int8 weights with float activations, as faster-whisper recommends
-CT2_FILES = ("config.json", "tokenizer.json", "vocabulary.txt", "vocabulary.json", "preprocessor_config.json")
 
 
 @dataclass(frozen=True)
@@ -52,63 +51,28 @@ class Segment:
 def ct2_dir(name: str) -> Path:
     """The CTranslate2 folder of Whisper `name` ("tiny.en", "base" or a local HF Whisper folder)."""
     if name in SOURCES:
-        source = SOURCES[name]
-        root = _site_packages(source.package)
-        if len(source.model_parts) == 1:
-            return root / source.folder
-        out = cache_dir() / f"ct2-whisper-{name}"
-        if not (out / "model.bin").exists():
-            parts = [root / p for p in source.model_parts]
-            verify_sha256(parts, source.sha256, source.package)
-            _write_folder(out, lambda tmp: _join(parts, tmp / "model.bin"), root / source.folder)
-        return out
+        return ct2_folder(SOURCES[name])
     path = Path(name)
     if (path / "model.bin").exists():
         return path  # already a CTranslate2 folder
     if (path / "config.json").exists():
-        out = cache_dir() / f"ct2-{_slug(path)}"
+        out = cache_dir() / f"ct2-{path.name}-{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]}"
         if not (out / "model.bin").exists():
-            _write_folder(out, lambda tmp: _convert_hf(path, tmp), path)
+            _convert_hf(path, out)
         return out
     raise UserError(f"unknown Whisper model {name!r}; choose one of {sorted(SOURCES)} or give a local "
                     "Whisper folder (Hugging Face or CTranslate2)")
 
 
-def _slug(path: Path) -> str:
-    import hashlib
-
-    return f"{path.name}-{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]}"
-
-
-def _join(parts: list[Path], out: Path) -> None:
-    with open(out, "wb") as f:
-        for p in parts:
-            with open(p, "rb") as src:
-                shutil.copyfileobj(src, f)
-
-
 def _convert_hf(path: Path, out: Path) -> None:
-    try:
-        from ctranslate2.converters import TransformersConverter
-    except ImportError:
-        raise UserError("converting a Hugging Face Whisper folder needs ctranslate2 (run scripts/setup.sh)") from None
-    TransformersConverter(str(path), copy_files=["tokenizer.json"]).convert(str(out), force=True)
+    """A Hugging Face Whisper folder → a CTranslate2 one, by CTranslate2's own converter."""
+    from ctranslate2.converters import TransformersConverter
 
-
-def _write_folder(out: Path, make_model: Callable[[Path], None], files_from: Path) -> None:
-    """Build a CTranslate2 folder in a temporary sibling and move it into place whole."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
-        make_model(tmp)
+    with atomic_dir(out) as tmp:
+        TransformersConverter(str(path), copy_files=["tokenizer.json"]).convert(str(tmp), force=True)
         for name in CT2_FILES:
-            if (files_from / name).exists() and not (tmp / name).exists():
-                shutil.copy(files_from / name, tmp / name)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            if (path / name).exists() and not (tmp / name).exists():
+                shutil.copy(path / name, tmp / name)
 
 
 class FastWhisper:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Optional
 import numpy as np
 
 from speakerlm.audio import SAMPLE_RATE
-from speakerlm.cache import cache_dir, quiet_transformers, verify_sha256
+from speakerlm.cache import atomic_dir, cache_dir, quiet_transformers, verify_sha256
 from speakerlm.pretrained.ct2 import read_ct2
 from speakerlm.errors import UserError
 
@@ -187,44 +186,53 @@ def _check_complete(config, state: dict[str, np.ndarray]) -> None:
         raise RuntimeError(f"CT2 → HF Whisper name map incomplete: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
 
 
-def convert(source: WhisperSource, out_dir: Path) -> None:
-    """CT2 files of an installed package → a Hugging Face model directory (written atomically)."""
-    import torch
-    from safetensors.torch import save_file
+CT2_FILES = ("config.json", "tokenizer.json", "vocabulary.txt", "vocabulary.json", "preprocessor_config.json")
 
+
+def ct2_folder(source: WhisperSource) -> Path:
+    """The CTranslate2 folder of an installed model: where its package keeps it, or, for a model.bin
+    split across packages, the parts joined once (checked against the pinned sha256) into the cache."""
     root = _site_packages(source.package)
     parts = [root / p for p in source.model_parts]
     for p in parts:
         if not p.exists():
             raise UserError(f"{p}: missing; reinstall the Whisper weight packages with the README's setup command")
-    verify_sha256(parts, source.sha256, source.package)
-    folder = root / source.folder
-    ct2_config = json.loads((folder / "config.json").read_text())
-    tokenizer_json = json.loads((folder / "tokenizer.json").read_text())
-    with tempfile.TemporaryDirectory(dir=out_dir.parent) as tmp:
-        tmp = Path(tmp)
-        if len(parts) == 1:
-            bin_path = parts[0]
-        else:  # a model.bin split across packages: join the parts once, read, discard
-            bin_path = tmp / "model.bin"
-            with open(bin_path, "wb") as out:
+    if len(parts) == 1:
+        return root / source.folder
+    out = cache_dir() / f"ct2-whisper-{source.name}"
+    if not (out / "model.bin").exists():
+        verify_sha256(parts, source.sha256, source.package)
+        with atomic_dir(out) as tmp:
+            with open(tmp / "model.bin", "wb") as joined:
                 for p in parts:
                     with open(p, "rb") as f:
-                        shutil.copyfileobj(f, out)
-        _, variables = read_ct2(bin_path)
-        state = ct2_to_state_dict(variables)
-        config = _hf_config(state, ct2_config, tokenizer_json)
+                        shutil.copyfileobj(f, joined)
+            for name in CT2_FILES:
+                if (root / source.folder / name).exists():
+                    shutil.copy(root / source.folder / name, tmp / name)
+    return out
+
+
+def convert(source: WhisperSource, out_dir: Path) -> None:
+    """CT2 files of an installed package → a Hugging Face model directory (written atomically)."""
+    import torch
+    from safetensors.torch import save_file
+
+    folder = ct2_folder(source)
+    if len(source.model_parts) == 1:  # a joined model.bin was checked when it was joined
+        verify_sha256([folder / "model.bin"], source.sha256, source.package)
+    ct2_config = json.loads((folder / "config.json").read_text())
+    tokenizer_json = json.loads((folder / "tokenizer.json").read_text())
+    _, variables = read_ct2(folder / "model.bin")
+    state = ct2_to_state_dict(variables)
+    config = _hf_config(state, ct2_config, tokenizer_json)
+    _check_complete(config, state)
+    del state["proj_out.weight"]  # tied to the token embeddings; HF re-ties it on load
+    with atomic_dir(out_dir) as tmp:
         config.save_pretrained(tmp)
         _generation_config(config, ct2_config, tokenizer_json, source.multilingual).save_pretrained(tmp)
-        _check_complete(config, state)
-        del state["proj_out.weight"]  # tied to the token embeddings; HF re-ties it on load
         save_file({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}, tmp / "model.safetensors")
         shutil.copy(folder / "tokenizer.json", tmp / "tokenizer.json")
-        (tmp / "model.bin").unlink(missing_ok=True)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-        tmp.mkdir()  # TemporaryDirectory expects to delete something
 
 
 def whisper_dir(name: str = DEFAULT_WHISPER) -> Path:
