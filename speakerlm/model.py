@@ -214,6 +214,19 @@ class SpeakerLM(nn.Module):
             loss = loss + torch.stack(ptr_losses).sum() / n_turns
         return logits, loss
 
+    @torch.no_grad()
+    def teacher_forced_speakers(self, ex: Example) -> tuple[list[int], list[int]]:
+        """(pointer's choice, true class) at every turn marker of `ex`'s target turns, the earlier turns
+        given as they truly are: how well the pointer picks speakers when the words are right."""
+        embeds, memory, _, pos, target = self._sequence(ex)
+        hidden, _ = self.backbone.run(embeds[None], torch.ones(1, len(embeds), dtype=torch.long),
+                                      None if memory is None else memory[None])
+        if not pos:
+            return [], []
+        slot_embs = [self.speaker_projector(e) for _, e in ex.slots]
+        scores = self.pointer_logits(hidden[0, pos], slot_embs, presence=self.presence_bias(ex))
+        return scores.argmax(dim=-1).tolist(), target
+
     def _sequence(self, ex: Example) -> tuple[torch.Tensor, Optional[torch.Tensor], list[int], list[int], list[int]]:
         """Embeddings of prompt + response for one clip, the next-token label of every position, and
         the positions and targets of the pointer (one per turn marker)."""

@@ -71,6 +71,14 @@ def test_whisper_backbone_overfits_all_three_modes(trained_whisper):
     assert no == [Turn("spk 0", SENTENCES["chicken"]), Turn("spk 1", SENTENCES["juice"])]
 
 
+def test_teacher_forced_pointer_picks_the_trained_speakers(trained_whisper):
+    model, batch, _ = trained_whisper
+    for ex in batch:
+        chosen, target = model.teacher_forced_speakers(ex)
+        assert len(target) == 2 and chosen == target
+    assert model.teacher_forced_speakers(batch[1])[1] == [2, 1]  # Ann and Ben sit at slots 2 and 1 there
+
+
 def test_registration_order_does_not_change_names(trained_whisper):
     model, batch, _ = trained_whisper
     match = batch[0]
