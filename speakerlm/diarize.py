@@ -125,6 +125,12 @@ class Diarizer:
     def diarize(self, wave: np.ndarray, regions: list[Region], count: SpeakerCount = SpeakerCount()
                 ) -> tuple[np.ndarray, np.ndarray]:
         """(per-frame labels (n_frames,), cluster centroids (K, D))."""
+        embs, times = self.embed(wave, regions)
+        n_frames = int(np.ceil(wave.size / SAMPLE_RATE * FRAMES_PER_SECOND))
+        return self.cluster(embs, times, regions, n_frames, count)
+
+    def embed(self, wave: np.ndarray, regions: list[Region]) -> tuple[np.ndarray, np.ndarray]:
+        """Speaker-embedding windows inside speech: (N, D) embeddings and their (N, 2) times in seconds."""
         cfg = self.config
         embs, times = [], []
         for r in regions:
@@ -133,10 +139,16 @@ class Diarizer:
             return_freed_memory()
             embs.append(e)
             times.append(t + r.start)
-        n_frames = int(np.ceil(wave.size / SAMPLE_RATE * FRAMES_PER_SECOND))
         if not embs:
+            return np.zeros((0, self.encoder.dim), np.float32), np.zeros((0, 2))
+        return np.concatenate(embs), np.concatenate(times)
+
+    def cluster(self, embs: np.ndarray, times: np.ndarray, regions: list[Region], n_frames: int,
+                count: SpeakerCount = SpeakerCount()) -> tuple[np.ndarray, np.ndarray]:
+        """Embedding windows → (per-frame labels (n_frames,), cluster centroids (K, D))."""
+        cfg = self.config
+        if not len(embs):
             return np.full(n_frames, -1), np.zeros((0, self.encoder.dim))
-        embs, times = np.concatenate(embs), np.concatenate(times)
         # shape: embs (N windows, D), times (N, 2)
         # an hour gives ~7000 windows: cluster an even subsample so memory and time stay bounded (the
         # affinity matrix is quadratic, its eigendecomposition cubic), then give every window the

@@ -56,6 +56,9 @@ class TrainConfig:
     token_budget: int = 6000  # dynamic batching: audio frames/2 + text tokens per micro-batch (paper: 6K)
     max_distractors: int = 50  # Over-Regist draws N_ov ~ U{1..max}
     registration: tuple[float, float, float] = (1 / 3, 1 / 3, 1 / 3)  # P(match), P(no), P(over)
+    # chance that a Match or Over example registers only some of its speakers (the others stay
+    # anonymous `spk k`): the condition the engine creates when enrolled and discovered voices mix
+    partial_registration: float = 0.0
     eval_every: int = 100  # steps between dev evaluations (0 = never)
     eval_clips: int = 20  # dev clips per evaluation
     save_every: int = 50  # steps between checkpoints
@@ -200,20 +203,23 @@ def draw_names(rng: random.Random, n: int) -> list[str]:
     return rng.sample(doubled, n)
 
 
-def make_example(clip: ClipInputs, mode: str, rng: random.Random, n_distractors: int = 0) -> Example:
-    """One training/eval example in a registration mode: names drawn from the pool, order shuffled."""
+def make_example(clip: ClipInputs, mode: str, rng: random.Random, n_distractors: int = 0,
+                 partial: bool = False) -> Example:
+    """One training/eval example in a registration mode: names drawn from the pool, order shuffled.
+    `partial`: a random non-empty proper subset of the speakers is registered (clips of ≥ 2 speakers)."""
     speakers = list(dict.fromkeys(t.speaker for t in clip.reference))
     if mode == "no" or not all(s in clip.voiceprints for s in speakers):
         return Example(clip.audio, clip.frame_speaker, [], target_turns(clip.reference))
-    names = draw_names(rng, len(speakers) + (n_distractors if mode == "over" else 0))
-    rename = dict(zip(speakers, names))
-    slots = [(rename[s], clip.voiceprints[s]) for s in speakers]
+    registered = rng.sample(speakers, rng.randint(1, len(speakers) - 1)) if partial and len(speakers) > 1 else speakers
+    names = draw_names(rng, len(registered) + (n_distractors if mode == "over" else 0))
+    rename = dict(zip(registered, names))
+    slots = [(rename[s], clip.voiceprints[s]) for s in registered]
     if mode == "over":
         pool = list(clip.distractors.values())
-        for name, emb in zip(names[len(speakers):], rng.sample(pool, min(n_distractors, len(pool)))):
+        for name, emb in zip(names[len(registered):], rng.sample(pool, min(n_distractors, len(pool)))):
             slots.append((name, emb))
     rng.shuffle(slots)
-    reference = [Turn(rename[t.speaker], t.text, t.start, t.end) for t in clip.reference]
+    reference = [Turn(rename.get(t.speaker, t.speaker), t.text, t.start, t.end) for t in clip.reference]
     return Example(clip.audio, clip.frame_speaker, slots, target_turns(reference, registered=rename.values()))
 
 
@@ -331,7 +337,8 @@ def train(cfg: TrainConfig, data: Path | list[Path], out: Path, dev: Optional[Pa
             mode, n_ov = registration_mode(cfg, rng)  # one registration mode per batch (paper §3.2)
             shares = [next(stream) for _ in range(accelerator.num_processes)]  # a batch for every process…
             drawn += accelerator.num_processes
-            batch = [make_example(inputs[i], mode, rng, n_ov) for i in shares[accelerator.process_index]]  # …this one's
+            partial = mode != "no" and rng.random() < cfg.partial_registration
+            batch = [make_example(inputs[i], mode, rng, n_ov, partial) for i in shares[accelerator.process_index]]  # …this one's
             _, loss = model(batch)
             accelerator.backward(loss / cfg.accumulation)
             total += loss.item() / cfg.accumulation
@@ -438,6 +445,8 @@ def add_train_parser(subparsers) -> None:
     p.add_argument("--no-frame-speaker-stream", action="store_true")
     p.add_argument("--no-slot-presence", action="store_true", help="pointer without the enrolled-voice presence bias")
     p.add_argument("--lora-rank", type=int, default=0)
+    p.add_argument("--partial-registration", type=float, default=0.0,
+                   help="chance that a Match/Over batch registers only some of its speakers (the rest anonymous)")
     p.add_argument("--train-llm", action="store_true", help="also train the LLM in this stage")
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--lr", type=float, default=5e-5, help="peak learning rate")
@@ -469,5 +478,6 @@ def cmd_train(args: argparse.Namespace) -> None:
     overrides = {"train_llm": True} if args.train_llm else {}
     cfg = stage_config(base, args.stage, **overrides, steps=args.steps, lr_peak=args.lr,
                        warmup_steps=args.warmup, token_budget=args.token_budget, accumulation=args.accumulation,
-                       eval_every=args.eval_every, save_every=args.save_every, seed=args.seed)
+                       eval_every=args.eval_every, save_every=args.save_every, seed=args.seed,
+                       partial_registration=args.partial_registration)
     print(train(cfg, args.data, args.out, args.dev, args.init, args.limit, args.stop_after))

@@ -55,6 +55,24 @@ def test_over_regist_example_never_names_a_distractor():
     assert len({n for n, _ in many.slots}) == 102  # the sweep's N_ov = 100 outgrows the name pool
 
 
+def test_partial_registration_leaves_some_speakers_anonymous():
+    emb = lambda: torch.nn.functional.normalize(torch.randn(192), dim=0)
+    clip = ClipInputs("c", torch.zeros(10, 384), torch.zeros(10, 192),
+                      [Turn("v1", "hello", 0, 1), Turn("v2", "hi", 1, 2), Turn("v3", "yes", 2, 3)],
+                      {"v1": emb(), "v2": emb(), "v3": emb()}, {f"d{i}": emb() for i in range(10)})
+    rng = random.Random(0)
+    registered_counts = set()
+    for _ in range(20):
+        ex = make_example(clip, "over", rng, n_distractors=4, partial=True)
+        names = {n for n, _ in ex.slots}
+        spoken = [t.speaker for t in ex.turns]
+        named = [s for s in spoken if s in names]
+        assert 1 <= len(named) <= 2 and len(ex.slots) == len(named) + 4
+        assert [s for s in spoken if s not in names] == [f"spk {k}" for k in range(3 - len(named))]
+        registered_counts.add(len(named))
+    assert registered_counts == {1, 2}
+
+
 @pytest.fixture(scope="module")
 def corpus(tts, tmp_path_factory):
     c = make_corpus(tts, tmp_path_factory.mktemp("train_corpus"))
