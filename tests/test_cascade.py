@@ -5,7 +5,7 @@ import pytest
 
 from speakerlm.audio import SAMPLE_RATE, load_audio
 from speakerlm.diarize import FRAMES_PER_SECOND, SpeakerCount, frame_labels
-from speakerlm.engines.cascade import Cascade, word_speaker, words_to_turns
+from speakerlm.engines.cascade import Cascade, sentence_speakers, sentence_spans, word_speaker, words_to_turns
 from speakerlm.metrics import cpwer
 from speakerlm.pretrained.fast_whisper import Word
 from speakerlm.transcribe import TranscribeOptions
@@ -26,6 +26,20 @@ def test_words_follow_frame_labels_and_merge_into_turns():
 @pytest.fixture(scope="module")
 def cascade():
     return Cascade(TranscribeOptions(engine="cascade"))
+
+
+def test_a_short_run_of_another_speaker_inside_a_sentence_takes_the_sentence_speaker():
+    words = [Word(t, 0.4 * i, 0.4 * i + 0.35) for i, t in
+             enumerate("we should book the flights. yes, I do agree with that plan.".split())]
+    assert sentence_spans(words, pause_s=1.0) == [(0, 5), (5, 12)]
+    # "flights." smeared to speaker 1 by the embedding windows; speaker 1's sentence starts with a
+    # word given to speaker 0; "that plan." is a real run of speaker 0 longer than min_run_s
+    labels = [0, 0, 0, 0, 1, 0, 1, 1, 1, 1, 0, 0]
+    assert sentence_speakers(words, labels, min_run_s=0.5, pause_s=1.0) == [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 0, 0]
+    assert sentence_speakers(words, labels, min_run_s=5.0, pause_s=1.0) == [0] * 5 + [1] * 7
+    # a pause ends a sentence too
+    late = words[:3] + [Word("later", 5.0, 5.3)]
+    assert sentence_spans(late, pause_s=1.0) == [(0, 3), (3, 4)]
 
 
 def test_speaker_change_without_a_pause(cascade, tts):

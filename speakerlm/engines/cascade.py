@@ -13,7 +13,13 @@ import numpy as np
 
 from speakerlm.diarize import FRAMES_PER_SECOND, Diarizer, DiarizerConfig, SpeakerCount
 from speakerlm.engines.base import Engine, TranscribeOptions
-from speakerlm.engines.progress import RecordLog, read_records, seconds_bar, write_records
+from speakerlm.engines.progress import (
+    RecordLog,
+    read_records,
+    seconds_bar,
+    write_records,
+)
+from speakerlm.errors import UserError
 from speakerlm.pretrained.fast_whisper import FastWhisper, Segment, Word
 from speakerlm.turns import ANONYMOUS, Turn
 from speakerlm.vad import speech_regions
@@ -25,6 +31,17 @@ class CascadeConfig:
     diarizer: DiarizerConfig = field(default_factory=DiarizerConfig)
     match_threshold: float = MATCH_THRESHOLD  # cosine(cluster centroid, voiceprint) needed to name a cluster
     turn_gap_s: float = 2.0  # a longer pause starts a new turn even for the same speaker
+    # "word": every word takes the speaker of its own frames (WhisperX's join); "sentence": within a
+    # sentence (Whisper's punctuation, or a pause over `sentence_pause_s`) another speaker's run of words
+    # shorter than `min_run_s` takes the sentence's main speaker: speaker changes fall at sentence
+    # ends, while 1.5 s embedding windows smear each change over its neighbouring words
+    speaker_unit: str = "sentence"
+    min_run_s: float = 1.0
+    sentence_pause_s: float = 1.0
+
+    def __post_init__(self):
+        if self.speaker_unit not in ("word", "sentence"):
+            raise UserError(f"speaker_unit {self.speaker_unit!r}: choose word or sentence")
 
 
 def word_speaker(word: Word, frames: np.ndarray) -> int:
@@ -39,6 +56,36 @@ def word_speaker(word: Word, frames: np.ndarray) -> int:
     if not labelled.size:
         return 0
     return int(frames[labelled[np.argmin(np.abs(labelled - (a + b) / 2))]])
+
+
+def sentence_spans(words: list[Word], pause_s: float) -> list[tuple[int, int]]:
+    """[a, b) word index ranges of sentences: a word ending in . ? or ! closes one, and so does a pause."""
+    spans, a = [], 0
+    for i, w in enumerate(words):
+        if w.text.rstrip("\"')").endswith((".", "?", "!")) or i + 1 == len(words) or words[i + 1].start - w.end > pause_s:
+            spans.append((a, i + 1))
+            a = i + 1
+    return spans
+
+
+def sentence_speakers(words: list[Word], labels: list[int], min_run_s: float, pause_s: float) -> list[int]:
+    """Word labels with, inside each sentence, other speakers' runs shorter than `min_run_s` given to
+    the sentence's main speaker (most speaking time)."""
+    out = list(labels)
+    for a, b in sentence_spans(words, pause_s):
+        time: dict[int, float] = {}
+        for i in range(a, b):
+            time[labels[i]] = time.get(labels[i], 0.0) + words[i].end - words[i].start
+        main = max(time, key=time.get)
+        i = a
+        while i < b:
+            j = i
+            while j < b and labels[j] == labels[i]:
+                j += 1
+            if labels[i] != main and words[j - 1].end - words[i].start < min_run_s:
+                out[i:j] = [main] * (j - i)
+            i = j
+    return out
 
 
 def words_to_turns(words: list[Word], speakers: list[str], gap_s: float) -> list[Turn]:
@@ -86,6 +133,8 @@ class Cascade(Engine):
                                             prompt=" ".join(s.text for s in segments[-3:]), on_segment=finished)
         words = [w for s in segments for w in s.words]
         clusters = [word_speaker(w, frames) for w in words]
+        if self.config.speaker_unit == "sentence":
+            clusters = sentence_speakers(words, clusters, self.config.min_run_s, self.config.sentence_pause_s)
         named = match_names(centroids, voiceprints, self.config.match_threshold)
         anonymous: dict[int, str] = {}
         for k in clusters:  # unnamed clusters become spk 0, spk 1, … by first appearance
