@@ -370,10 +370,13 @@ class Run:
 
 def clip_key(system: System, setting: Setting, clip: EvalClip, roster: dict, seed: int,
              num_speakers_oracle: bool, language: str) -> str:
-    """Everything a clip's result depends on, hashed: the resume log is keyed by it."""
+    """Everything a clip's result depends on, hashed: the resume log is keyed by it. The engine's
+    config is hashed in full, defaults included, so a changed default is not served an old result."""
+    config_type = getattr(ENGINES[system.options.engine], "Config", None)
+    config = system.engine_config if system.engine_config is not None else config_type() if config_type else None
     body = {
         "system": system.name, "options": asdict(system.options), "setting": asdict(setting), "seed": seed,
-        "engine_config": None if system.engine_config is None else asdict(system.engine_config),
+        "engine_config": None if config is None else asdict(config),
         "oracle": num_speakers_oracle, "language": language, "clip": clip.id, "audio": clip.audio.to_dict(),
         "reference": [t.to_dict() for t in clip.reference],
         "roster": [[name, [s.to_dict() for s in spans]] for name, spans in roster.items()],

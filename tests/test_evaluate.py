@@ -229,6 +229,20 @@ def test_resume_skips_finished_clips(clips, engines, tmp_path):
     assert len(Oracle.calls) == 3
 
 
+
+def test_resume_key_holds_the_engines_whole_config(clips):
+    """A result logged under one engine default is not served once that default changes."""
+    from dataclasses import replace
+
+    from speakerlm.engines.cascade import CascadeConfig
+
+    key = lambda system: ev.clip_key(system, ev.Setting("no"), clips[0], {}, 0, False, "en")  # noqa: E731
+    default = ev.as_system("cascade")
+    assert default.engine_config is None
+    assert key(default) == key(replace(default, engine_config=CascadeConfig()))
+    assert key(default) != key(replace(default, engine_config=CascadeConfig(min_run_s=2.0)))
+
+
 # ------------------------------------------------------------------ command line
 
 
