@@ -5,7 +5,9 @@ The cascade labels each recognised word from these frames; the SpeakerLM engine 
 a recording's voices before its windows are transcribed, and to time the model's turns. The recipe is
 3D-Speaker's: CAM++ windows of 1.5 s every 0.5 s inside speech, spectral clustering on a row-pruned
 cosine affinity with the speaker count from the largest eigengap (as 3D-Speaker and NeMo do: a fixed
-distance threshold tuned on synthetic voices breaks on real recordings). Written by hand on
+distance threshold tuned on synthetic voices breaks on real recordings). Frames are then labelled from
+shorter windows (0.75 s every 0.25 s) by their cosine to each cluster's centroid, as multi-scale
+diarizers do: long windows for reliable clusters, short ones for where a speaker changes. Written by hand on
 numpy/scipy/scikit-learn because no maintained package exposes this clustering without its whole
 diarization stack.
 """
@@ -44,8 +46,13 @@ class SpeakerCount:
 
 @dataclass(frozen=True)
 class DiarizerConfig:
-    window_s: float = 1.5  # speaker-embedding window
+    window_s: float = 1.5  # speaker-embedding window for clustering
     hop_s: float = 0.5  # embedding hop: finer hops follow quicker speaker changes
+    # frames are labelled from shorter windows scored against the cluster centroids: 1.5 s windows
+    # give reliable clusters, but each smears a speaker change over its whole length; 0 = label frames
+    # by the clustered windows themselves
+    label_window_s: float = 0.75
+    label_hop_s: float = 0.25
     prune_fraction: float = 0.2  # keep this fraction of each affinity row's strongest links
     min_pruned: int = 6  # ...but never fewer neighbours than this
     merge_cosine: float = 0.8  # merge clusters whose centroids are this similar (over-split repair)
@@ -99,22 +106,27 @@ def merge_similar(embs: np.ndarray, labels: np.ndarray, merge_cosine: float, min
     return np.unique(labels, return_inverse=True)[1]
 
 
-def frame_labels(times: np.ndarray, labels: np.ndarray, regions: list[Region], n_frames: int) -> np.ndarray:
-    """Per-frame speaker label (-1 = no speech): each speech frame takes the majority label of the
-    embedding windows that cover it, or of the nearest window when none does."""
-    n_labels = int(labels.max()) + 1 if len(labels) else 0
-    votes = np.zeros((n_frames, max(n_labels, 1)))
-    for (start, end), label in zip(times, labels):
-        votes[int(start * FRAMES_PER_SECOND) : int(end * FRAMES_PER_SECOND), label] += 1
+def frame_labels(times: np.ndarray, scores: np.ndarray, regions: list[Region], n_frames: int) -> np.ndarray:
+    """Per-frame speaker label (-1 = no speech). `scores` (N windows, K speakers): how much each window
+    speaks for each speaker (its cosine to each centroid, or one-hot cluster labels). Each speech frame
+    takes the speaker with the highest summed score over the windows that cover it, or the best speaker
+    of the nearest window when none does."""
+    scores = np.asarray(scores, dtype=float).reshape(len(times), -1)
+    votes = np.zeros((n_frames, scores.shape[1]))
+    covered = np.zeros(n_frames, dtype=bool)
+    for (start, end), row in zip(times, scores):
+        a, b = int(start * FRAMES_PER_SECOND), int(end * FRAMES_PER_SECOND)
+        votes[a:b] += row
+        covered[a:b] = True
     out = np.full(n_frames, -1, dtype=int)
     centres = times.mean(axis=1) if len(times) else np.zeros(0)
     for r in regions:
         a, b = int(r.start * FRAMES_PER_SECOND), min(n_frames, int(np.ceil(r.end * FRAMES_PER_SECOND)))
         for f in range(a, b):
-            if votes[f].any():
+            if covered[f]:
                 out[f] = int(np.argmax(votes[f]))
             elif len(centres):
-                out[f] = int(labels[np.argmin(np.abs(centres - f / FRAMES_PER_SECOND))])
+                out[f] = int(np.argmax(scores[np.argmin(np.abs(centres - f / FRAMES_PER_SECOND))]))
     return out
 
 
@@ -125,17 +137,22 @@ class Diarizer:
     def diarize(self, wave: np.ndarray, regions: list[Region], count: SpeakerCount = SpeakerCount()
                 ) -> tuple[np.ndarray, np.ndarray]:
         """(per-frame labels (n_frames,), cluster centroids (K, D))."""
-        embs, times = self.embed(wave, regions)
-        n_frames = int(np.ceil(wave.size / SAMPLE_RATE * FRAMES_PER_SECOND))
-        return self.cluster(embs, times, regions, n_frames, count)
-
-    def embed(self, wave: np.ndarray, regions: list[Region]) -> tuple[np.ndarray, np.ndarray]:
-        """Speaker-embedding windows inside speech: (N, D) embeddings and their (N, 2) times in seconds."""
         cfg = self.config
+        embs, times = self.embed(wave, regions, cfg.window_s, cfg.hop_s)
+        n_frames = int(np.ceil(wave.size / SAMPLE_RATE * FRAMES_PER_SECOND))
+        frames, centroids = self.cluster(embs, times, regions, n_frames, count)
+        if cfg.label_window_s > 0 and len(centroids):
+            embs, times = self.embed(wave, regions, cfg.label_window_s, cfg.label_hop_s)
+            frames = frame_labels(times, unit_rows(embs) @ unit_rows(centroids).T, regions, n_frames)
+        return frames, centroids
+
+    def embed(self, wave: np.ndarray, regions: list[Region], window_s: float, hop_s: float
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """Speaker-embedding windows inside speech: (N, D) embeddings and their (N, 2) times in seconds."""
         embs, times = [], []
         for r in regions:
             piece = wave[int(r.start * SAMPLE_RATE) : int(r.end * SAMPLE_RATE)]
-            e, t = self.encoder.embed_windows(piece, cfg.window_s, cfg.hop_s)
+            e, t = self.encoder.embed_windows(piece, window_s, hop_s)
             return_freed_memory()
             embs.append(e)
             times.append(t + r.start)
@@ -161,7 +178,7 @@ class Diarizer:
         centroids = np.stack([embs[sample][labels == k].mean(axis=0) for k in range(labels.max() + 1)])
         if len(sample) < len(embs):
             labels = np.argmax(unit_rows(embs) @ unit_rows(centroids).T, axis=1)
-        return frame_labels(times, labels, regions, n_frames), centroids
+        return frame_labels(times, np.eye(len(centroids))[labels], regions, n_frames), centroids
 
 
 def _cosine(embs: np.ndarray) -> np.ndarray:

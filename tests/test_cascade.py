@@ -17,7 +17,7 @@ from speakerlm.voiceprints import enroll_voiceprint
 def test_words_follow_frame_labels_and_merge_into_turns():
     regions = [Region(0.0, 2.0), Region(2.0, 4.0)]
     times = np.array([[0, 1.5], [0.5, 2.0], [2.0, 3.5], [2.5, 4.0]])
-    frames = frame_labels(times, np.array([0, 0, 1, 1]), regions, 4 * FRAMES_PER_SECOND)
+    frames = frame_labels(times, np.eye(2)[[0, 0, 1, 1]], regions, 4 * FRAMES_PER_SECOND)
     words = [Word("hi", 0.1, 0.5), Word("there.", 0.6, 1.8), Word("yes", 2.1, 2.6), Word("indeed", 2.7, 3.9)]
     speakers = [["A", "B"][word_speaker(w, frames)] for w in words]
     assert words_to_turns(words, speakers, gap_s=2.0) == [Turn("A", "hi there.", 0.1, 1.8), Turn("B", "yes indeed", 2.1, 3.9)]

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from speakerlm.audio import load_audio
-from speakerlm.diarize import Diarizer, SpeakerCount, merge_similar, spectral_clusters
+from speakerlm.diarize import FRAMES_PER_SECOND, Diarizer, SpeakerCount, frame_labels, merge_similar, spectral_clusters
 from speakerlm.errors import UserError
+from speakerlm.vad import Region
 
 
 def blobs(k, per=20, dim=32, spread=0.15, seed=0):
@@ -62,3 +63,14 @@ def test_long_recordings_cluster_a_subsample_and_label_every_window(tts):
 def test_impossible_speaker_counts_are_refused(num, lo, hi):
     with pytest.raises(UserError):
         SpeakerCount(num, lo, hi)
+
+
+def test_frames_take_the_speaker_with_the_highest_summed_score():
+    # two overlapping windows: where both cover a frame their scores add up; where one does, it decides;
+    # a speech frame that no window covers takes the best speaker of the nearest window
+    times = np.array([[0.0, 1.0], [0.5, 1.5]])
+    scores = np.array([[0.9, 0.1], [0.2, 0.3]])
+    frames = frame_labels(times, scores, [Region(0.0, 2.0)], 2 * FRAMES_PER_SECOND)
+    assert (frames[:100] == 0).all()  # 0.0–0.5: [0.9, 0.1]; 0.5–1.0: [1.1, 0.4]
+    assert (frames[100:150] == 1).all()  # 1.0–1.5: [0.2, 0.3]
+    assert (frames[150:] == 1).all()  # uncovered, nearest window is the second
