@@ -24,7 +24,7 @@ from speakerlm.attribution import AttributionCounts, attribution_counts
 from speakerlm.audio import SAMPLE_RATE
 from speakerlm.data.datasets import load_dataset
 from speakerlm.diarize import FRAMES_PER_SECOND, Diarizer, DiarizerConfig, frame_labels
-from speakerlm.engines.cascade import CascadeConfig, sentence_speakers, word_speaker, words_to_turns
+from speakerlm.engines.cascade import CascadeConfig, word_clusters, words_to_turns
 from speakerlm.metrics import aggregate, score_clip
 from speakerlm.voiceprints import unit_rows
 
@@ -51,16 +51,17 @@ def prepared(clip, encoder, cache: Path) -> dict:
 
 
 def turns(p: dict, encoder, label_scale, join: str):
+    """The cascade's turns for one variant, as `Diarizer.diarize` and `Cascade.transcribe` make them."""
     embs, times = p["embs"][CLUSTER_SCALE]
-    frames, centroids = Diarizer(encoder).cluster(embs, times, p["regions"], p["n"])
-    if label_scale is not None and len(centroids):
+    labels, centroids = Diarizer(encoder).cluster(embs)
+    if label_scale is None:
+        scores = np.eye(len(centroids))[labels]
+    else:
         embs, times = p["embs"][label_scale]
-        frames = frame_labels(times, unit_rows(embs) @ unit_rows(centroids).T, p["regions"], p["n"])
-    labels = [word_speaker(w, frames) for w in p["words"]]
-    if join == "sentence":
-        cfg = CascadeConfig()
-        labels = sentence_speakers(p["words"], labels, cfg.min_run_s, cfg.sentence_pause_s)
-    return words_to_turns(p["words"], [f"spk {k}" for k in labels], CascadeConfig().turn_gap_s)
+        scores = unit_rows(embs) @ unit_rows(centroids).T
+    config = CascadeConfig(speaker_unit=join)
+    clusters = word_clusters(p["words"], frame_labels(times, scores, p["regions"], p["n"]), config)
+    return words_to_turns(p["words"], [f"spk {k}" for k in clusters], config.turn_gap_s)
 
 
 def main() -> None:

@@ -140,11 +140,15 @@ class Diarizer:
         cfg = self.config
         embs, times = self.embed(wave, regions, cfg.window_s, cfg.hop_s)
         n_frames = int(np.ceil(wave.size / SAMPLE_RATE * FRAMES_PER_SECOND))
-        frames, centroids = self.cluster(embs, times, regions, n_frames, count)
-        if cfg.label_window_s > 0 and len(centroids):
+        if not len(embs):
+            return np.full(n_frames, -1), np.zeros((0, self.encoder.dim))
+        labels, centroids = self.cluster(embs, count)
+        if cfg.label_window_s > 0:  # short windows, scored by their cosine to each centroid
             embs, times = self.embed(wave, regions, cfg.label_window_s, cfg.label_hop_s)
-            frames = frame_labels(times, unit_rows(embs) @ unit_rows(centroids).T, regions, n_frames)
-        return frames, centroids
+            scores = unit_rows(embs) @ unit_rows(centroids).T
+        else:
+            scores = np.eye(len(centroids))[labels]
+        return frame_labels(times, scores, regions, n_frames), centroids
 
     def embed(self, wave: np.ndarray, regions: list[Region], window_s: float, hop_s: float
               ) -> tuple[np.ndarray, np.ndarray]:
@@ -160,13 +164,9 @@ class Diarizer:
             return np.zeros((0, self.encoder.dim), np.float32), np.zeros((0, 2))
         return np.concatenate(embs), np.concatenate(times)
 
-    def cluster(self, embs: np.ndarray, times: np.ndarray, regions: list[Region], n_frames: int,
-                count: SpeakerCount = SpeakerCount()) -> tuple[np.ndarray, np.ndarray]:
-        """Embedding windows → (per-frame labels (n_frames,), cluster centroids (K, D))."""
+    def cluster(self, embs: np.ndarray, count: SpeakerCount = SpeakerCount()) -> tuple[np.ndarray, np.ndarray]:
+        """Embedding windows (N ≥ 1, D) → (a cluster label per window (N,), cluster centroids (K, D))."""
         cfg = self.config
-        if not len(embs):
-            return np.full(n_frames, -1), np.zeros((0, self.encoder.dim))
-        # shape: embs (N windows, D), times (N, 2)
         # an hour gives ~7000 windows: cluster an even subsample so memory and time stay bounded (the
         # affinity matrix is quadratic, its eigendecomposition cubic), then give every window the
         # nearest centroid
@@ -178,7 +178,7 @@ class Diarizer:
         centroids = np.stack([embs[sample][labels == k].mean(axis=0) for k in range(labels.max() + 1)])
         if len(sample) < len(embs):
             labels = np.argmax(unit_rows(embs) @ unit_rows(centroids).T, axis=1)
-        return frame_labels(times, np.eye(len(centroids))[labels], regions, n_frames), centroids
+        return labels, centroids
 
 
 def _cosine(embs: np.ndarray) -> np.ndarray:

@@ -229,7 +229,6 @@ def test_resume_skips_finished_clips(clips, engines, tmp_path):
     assert len(Oracle.calls) == 3
 
 
-
 def test_resume_key_holds_the_engines_whole_config(clips):
     """A result logged under one engine default is not served once that default changes."""
     from dataclasses import replace

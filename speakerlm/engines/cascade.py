@@ -88,6 +88,14 @@ def sentence_speakers(words: list[Word], labels: list[int], min_run_s: float, pa
     return out
 
 
+def word_clusters(words: list[Word], frames: np.ndarray, config: CascadeConfig) -> list[int]:
+    """Each word's cluster: from its own frames, then (speaker_unit "sentence") smoothed within sentences."""
+    clusters = [word_speaker(w, frames) for w in words]
+    if config.speaker_unit == "sentence":
+        clusters = sentence_speakers(words, clusters, config.min_run_s, config.sentence_pause_s)
+    return clusters
+
+
 def words_to_turns(words: list[Word], speakers: list[str], gap_s: float) -> list[Turn]:
     turns: list[Turn] = []
     for word, speaker in zip(words, speakers):
@@ -132,9 +140,7 @@ class Cascade(Engine):
             segments += self.asr.transcribe(wave, self.options.language, self.options.num_beams, start=start,
                                             prompt=" ".join(s.text for s in segments[-3:]), on_segment=finished)
         words = [w for s in segments for w in s.words]
-        clusters = [word_speaker(w, frames) for w in words]
-        if self.config.speaker_unit == "sentence":
-            clusters = sentence_speakers(words, clusters, self.config.min_run_s, self.config.sentence_pause_s)
+        clusters = word_clusters(words, frames, self.config)
         named = match_names(centroids, voiceprints, self.config.match_threshold)
         anonymous: dict[int, str] = {}
         for k in clusters:  # unnamed clusters become spk 0, spk 1, … by first appearance
