@@ -32,20 +32,25 @@ CLUSTER_SCALE = (DiarizerConfig.window_s, DiarizerConfig.hop_s)
 LABEL_SCALES = [(1.5, 0.25), (1.0, 0.25), (0.75, 0.25)]
 
 
-def prepared(clip, encoder, cache: Path) -> dict:
-    """The clip's words, speech regions and window embeddings at every scale (cached)."""
+def prepared(clip, encoder, cache: Path, scales=(CLUSTER_SCALE, *LABEL_SCALES)) -> dict:
+    """The clip's words, speech regions and window embeddings at `scales` (cached; scales missing from
+    the cache are added to it)."""
     from speakerlm.pretrained.fast_whisper import FastWhisper
     from speakerlm.vad import speech_regions
 
     path = cache / f"{clip.id}.pkl"
-    if path.exists():
-        return pickle.loads(path.read_bytes())
+    out = pickle.loads(path.read_bytes()) if path.exists() else None
+    if out is not None and all(s in out["embs"] for s in scales):
+        return out
     wave = clip.audio.load()
-    words = [w for s in FastWhisper("tiny.en").transcribe(wave, "en") for w in s.words]
-    regions = speech_regions(wave)
+    if out is None:
+        words = [w for s in FastWhisper("tiny.en").transcribe(wave, "en") for w in s.words]
+        out = dict(words=words, regions=speech_regions(wave), embs={},
+                   n=int(np.ceil(wave.size / SAMPLE_RATE * FRAMES_PER_SECOND)))
     diarizer = Diarizer(encoder)
-    embs = {scale: diarizer.embed(wave, regions, *scale) for scale in [CLUSTER_SCALE] + LABEL_SCALES}
-    out = dict(words=words, regions=regions, embs=embs, n=int(np.ceil(wave.size / SAMPLE_RATE * FRAMES_PER_SECOND)))
+    for scale in scales:
+        if scale not in out["embs"]:
+            out["embs"][scale] = diarizer.embed(wave, out["regions"], *scale)
     path.write_bytes(pickle.dumps(out))
     return out
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from speakerlm.audio import load_audio
-from speakerlm.diarize import FRAMES_PER_SECOND, Diarizer, SpeakerCount, frame_labels, merge_similar, spectral_clusters
+from speakerlm.diarize import (FRAMES_PER_SECOND, Diarizer, DiarizerConfig, SpeakerCount, absorb_small, ahc_clusters,
+                               frame_labels, merge_similar, spectral_clusters)
 from speakerlm.errors import UserError
 from speakerlm.vad import Region
 
@@ -31,6 +32,44 @@ def test_spectral_oracle_count_and_bounds():
     x, truth = blobs(3, seed=3)
     assert len(set(spectral_clusters(x, num_speakers=2))) == 2
     assert len(set(spectral_clusters(x, max_speakers=2))) <= 2
+
+
+@pytest.mark.parametrize("k", [10, 12])
+def test_auto_pruned_spectral_counts_many_speakers(k):
+    # a fixed pruning fraction keeps more links per row than a cluster has windows once speakers are
+    # many (this case finds 9 and 10); choosing the pruning per recording keeps them apart
+    x, truth = blobs(k, per=40, spread=0.3, seed=k)
+    labels = spectral_clusters(x, max_speakers=16, prune_fraction=0.0)
+    assert same_partition(labels, truth), np.bincount(labels)
+
+
+@pytest.mark.parametrize("k", [1, 2, 5, 10])
+def test_ahc_counts_by_its_threshold_and_keeps_the_bounds(k):
+    x, truth = blobs(k, per=30, seed=k)
+    assert same_partition(ahc_clusters(x, 0.5, max_speakers=16), truth)
+    assert len(set(ahc_clusters(x, 0.5, num_speakers=max(1, k - 1)))) == max(1, k - 1)
+    assert len(set(ahc_clusters(x, 0.5, max_speakers=2))) <= 2
+
+
+def test_the_default_diarizer_counts_ten_speakers_and_two():
+    for k in (10, 2):
+        x, truth = blobs(k, per=40, spread=0.3, seed=k + 1)
+        labels, centroids = Diarizer(None).cluster(x)
+        assert len(centroids) == k and same_partition(labels, truth), np.bincount(labels)
+
+
+def test_absorb_small_gives_a_tiny_cluster_to_its_nearest_neighbour():
+    x, truth = blobs(3, per=20, seed=4)
+    split = truth.copy()
+    split[:2] = 3  # two windows of speaker 0 as a cluster of their own
+    out = absorb_small(x, split, min_size=3)
+    assert same_partition(out, truth)
+    assert same_partition(absorb_small(x, split, min_size=2), split)  # big enough: kept
+
+
+def test_diarizer_config_rejects_an_unknown_clustering():
+    with pytest.raises(UserError, match="clustering"):
+        DiarizerConfig(clustering="kmeans")
 
 
 def test_merge_similar_repairs_an_over_split():

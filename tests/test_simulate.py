@@ -310,3 +310,16 @@ def test_held_out_voices_are_a_neural_engine_and_a_real_reader():
     assert VOICE_SETS["held-out"][2] == (0.0, 1.0, 0.0)  # never in a train split
     speech = voices[0].synthesize("Can we move the budget review to Thursday?")
     assert speech.dtype == np.float32 and 1.5 < speech.size / SAMPLE_RATE < 5 and np.abs(speech).max() > 0.5
+
+
+def test_many_recurring_voices_in_one_long_recording(tmp_path, texts):
+    """Long-form presets put up to 16 voices in one recording, each speaking again and again."""
+    with pytest.raises(Exception, match="1 ≤ min ≤ max ≤ 16"):
+        SimulationConfig(speakers=(6, 17))
+    probes = ("Glue the sheet to the dark blue background.",)
+    one_split = build_voice_bank(tmp_path / "bank", tiny_voices(), probes=probes, split_fractions=(1.0, 0.0, 0.0),
+                                 progress=False)
+    config = replace(CLEAN, speakers=(9, 9), duration=(70.0, 70.0), max_cross_cosine=1.01)
+    conv = ConversationSimulator(one_split, texts, config, "train", seed=2).conversation(0)
+    turns_of = {s: sum(t.speaker == s for t in conv.supervisions) for s in conv.speakers}
+    assert len(turns_of) == 9 and min(turns_of.values()) >= 2, turns_of

@@ -45,6 +45,7 @@ DISTRACTOR_STREAM = 2**40  # seeds the split-wide distractor clips apart from an
 BACKCHANNEL_SLACK = 1.0  # s a backchannel may run over the overlap budget (repaid at later turn changes)
 LEAD = (0.1, 0.6)  # s of silence before the first turn
 TAIL = 0.2  # s kept free after the last turn
+MAX_SPEAKERS = 16  # per conversation
 
 
 @dataclass(frozen=True)
@@ -72,8 +73,8 @@ class SimulationConfig:
 
     def __post_init__(self):
         lo, hi = self.speakers
-        if not 1 <= lo <= hi <= 8:
-            raise UserError(f"speakers {lo}-{hi}: expected 1 ≤ min ≤ max ≤ 8")
+        if not 1 <= lo <= hi <= MAX_SPEAKERS:
+            raise UserError(f"speakers {lo}-{hi}: expected 1 ≤ min ≤ max ≤ {MAX_SPEAKERS}")
         if not 1.0 <= self.duration[0] <= self.duration[1]:
             raise UserError(f"duration {self.duration}: expected 1 ≤ min ≤ max seconds")
         if not 0.0 <= self.channel_prob <= 1.0:
@@ -483,6 +484,7 @@ class Preset:
     about: str
     voices: str = "default"  # a key of VOICE_SETS: which voice bank the preset draws from
     texts: str = "pool"  # "pool" (fortunes and docs, split by hash) or "meeting" (templated meeting talk)
+    named: bool = False  # ids start with the preset's name, not the split's (always so for other voice banks)
 
 
 # Out of distribution: the training presets' voices, sentences, clip shapes and channels all differ
@@ -503,6 +505,19 @@ PRESETS = {
                                     reverb_prob=0.0, backchannel_prob=0.0, max_cross_cosine=0.9,
                                     family_share=(("recording", 1.0),), distractors=5),
                    "6 two-person conversations spliced from the real pocketsphinx readers", voices="real"),
+    # long recordings with many recurring voices: in-distribution engines on the dev voices, close
+    # pairs allowed (cross cosine up to 0.75, the bank's own same-split link), and held-out ones
+    "long": Preset("dev", 0, 5,
+                   SimulationConfig(speakers=(6, 12), duration=(600.0, 780.0), overlap=0.12, max_cross_cosine=0.75),
+                   "5 recordings of 10-13 min, 6-12 recurring dev voices, close pairs, overlap 0.12", named=True),
+    "long-ood": Preset("dev", 0, 4,
+                       SimulationConfig(speakers=(6, 8), duration=(600.0, 720.0), overlap=0.15, pause_mean=0.3,
+                                        backchannel_prob=0.35, level_db=8.0, snr_db=(8.0, 20.0), rt60=(0.3, 1.0),
+                                        channel_prob=0.3, max_cross_cosine=0.99, family_share=(("tts", 1.0),),
+                                        distractors=0),
+                       "4 recordings of 10-12 min, 6-8 variants of the held-out neural voice (pitch 200 cents "
+                       "apart), meeting talk, overlap 0.15, noise, reverb, channels", voices="many-held-out",
+                       texts="meeting"),
     "tiny": Preset("dev", 0, 3,
                    SimulationConfig(speakers=(2, 2), duration=(10.0, 10.0), noise_prob=0.0, reverb_prob=0.0,
                                     distractors=5),
@@ -729,7 +744,7 @@ def cmd_simulate(args: argparse.Namespace) -> None:
         else:
             raise UserError("say how much to make: --hours H, --conversations N or --preset NAME")
     # a held-out preset's ids say so, apart from the dev split's that share its split name
-    name = args.preset if preset and preset.voices != "default" else None
+    name = args.preset if preset and (preset.named or preset.voices != "default") else None
     sim = ConversationSimulator(bank, texts, config, split, seed, name)
     out = simulate(args.out, sim, count, workers=args.workers)
     first = json.loads((out / "conversations" / f"{sim.conversation_id(0)}.json").read_text())

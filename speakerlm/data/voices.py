@@ -284,6 +284,16 @@ def held_out_voices() -> list[Voice]:
     return voices + real_voices()[:1]
 
 
+MANY_PITCHES = (-700, -500, -300, -100, 100, 300, 500, 700)  # cents: neighbours 200 apart, close pairs
+
+
+def many_held_out_voices() -> list[Voice]:
+    """Eight pitch/tempo/tilt variants of the held-out neural voice, for long recordings with many
+    recurring voices that sound alike (the real readers are left out: each says only five sentences)."""
+    return [Voice("piper", "en_US-joe-medium", "piper-joe", pitch, *OOD_VARIATIONS[k % len(OOD_VARIATIONS)])
+            for k, pitch in enumerate(MANY_PITCHES)]
+
+
 def real_voices() -> list[Voice]:
     """The real readers of pocketsphinx-testdata, as recordings (librivox first, then cards)."""
     return [Voice("recording", name, f"pocketsphinx-{name}") for name in RECORDING_SETS if recording_set(name)]
@@ -294,6 +304,7 @@ def real_voices() -> list[Voice]:
 VOICE_SETS = {
     "default": (default_voices, "voices", VOICE_SPLIT_FRACTIONS),
     "held-out": (held_out_voices, "voices-held-out", (0.0, 1.0, 0.0)),
+    "many-held-out": (many_held_out_voices, "voices-many-held-out", (0.0, 1.0, 0.0)),
     "real": (real_voices, "voices-real", (0.0, 1.0, 0.0)),
 }
 
