@@ -31,20 +31,18 @@ from speakerlm.voiceprints import match_names, mean_voiceprint, unit_rows
 LABEL_SCALE = (DiarizerConfig.label_window_s, DiarizerConfig.label_hop_s)
 BEFORE = dict(prune_fraction=0.2, max_speakers=8, merge_cosine=0.8, min_cluster_windows=0)  # as tuned on short clips
 VARIANTS = {
-    "spectral, cap 8": DiarizerConfig(**BEFORE),
+    "spectral, cap 8, pruning 0.2, merge 0.8": DiarizerConfig(**BEFORE),
     "spectral, cap 16": DiarizerConfig(**{**BEFORE, "max_speakers": 16}),
     "spectral auto-pruned, cap 16, merge 0.8": DiarizerConfig(**{**BEFORE, "max_speakers": 16, "prune_fraction": 0.0}),
     "spectral auto-pruned, cap 16, merge 0.87": DiarizerConfig(**{**BEFORE, "max_speakers": 16, "prune_fraction": 0.0,
                                                                  "merge_cosine": 0.87}),
-    "spectral auto-pruned, cap 16, merge 0.87, clusters ≥ 3 windows": DiarizerConfig(
-        **{**BEFORE, "max_speakers": 16, "prune_fraction": 0.0, "merge_cosine": 0.87, "min_cluster_windows": 3}),
-    "spectral auto-pruned, cap 16, merge 0.87, clusters ≥ 5 windows": DiarizerConfig(
-        **{**BEFORE, "max_speakers": 16, "prune_fraction": 0.0, "merge_cosine": 0.87, "min_cluster_windows": 5}),
     "spectral auto-pruned, cap 16, no merge": DiarizerConfig(**{**BEFORE, "max_speakers": 16, "prune_fraction": 0.0,
                                                                "merge_cosine": 1.01}),
-    "ahc 0.4, cap 16, merge 0.87": DiarizerConfig(clustering="ahc", ahc_threshold=0.4, max_speakers=16, merge_cosine=0.87),
-    "ahc 0.5, cap 16, merge 0.87": DiarizerConfig(clustering="ahc", ahc_threshold=0.5, max_speakers=16, merge_cosine=0.87),
+    "ahc 0.4, cap 16": DiarizerConfig(clustering="ahc", ahc_threshold=0.4, merge_cosine=1.01),
+    "ahc 0.5, cap 16": DiarizerConfig(clustering="ahc", ahc_threshold=0.5, merge_cosine=1.01),
+    "default: auto-pruned, cap 16, clusters ≥ 5 windows, merge 0.87 unless t ≥ 25": DiarizerConfig(),
 }
+DEFAULT = "default: auto-pruned, cap 16, clusters ≥ 5 windows, merge 0.87 unless t ≥ 25"
 
 
 def cascade_turns(p: dict, encoder, config: DiarizerConfig, span=None, count=SpeakerCount(),
@@ -76,7 +74,7 @@ def main() -> None:
     p.add_argument("data", nargs="+", type=Path)
     p.add_argument("--window", type=float, default=60.0, help="seconds per window of the per-window row")
     p.add_argument("--variants", help="names of VARIANTS separated by ; (default: all)")
-    p.add_argument("--roster", default="spectral auto-pruned, cap 16, merge 0.87",
+    p.add_argument("--roster", default=DEFAULT,
                    help="the variant whose whole-recording run is repeated with half the voices enrolled")
     p.add_argument("--cache", type=Path, default=Path("runs/long-form"))
     args = p.parse_args()

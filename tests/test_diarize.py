@@ -72,6 +72,18 @@ def test_diarizer_config_rejects_an_unknown_clustering():
         DiarizerConfig(clustering="kmeans")
 
 
+def test_merge_keeps_two_close_voices_apart_when_their_windows_separate():
+    rng = np.random.default_rng(0)
+    shared = rng.normal(size=32)
+    close = [shared + 0.35 * rng.normal(size=32) for _ in range(2)]  # centroids at cosine ~0.9
+    x = np.concatenate([c + 0.15 * rng.normal(size=(200, 32)) for c in close])
+    truth = np.repeat([0, 1], 200)
+    assert len(set(merge_similar(x, truth, merge_cosine=0.8))) == 1  # similar centroids alone: merged
+    assert same_partition(merge_similar(x, truth, merge_cosine=0.8, max_separation=25.0), truth)
+    same = x[:200][rng.permutation(200)]  # one voice split at random: no reliable difference, merged
+    assert len(set(merge_similar(same, np.repeat([0, 1], 100), merge_cosine=0.8, max_separation=25.0))) == 1
+
+
 def test_merge_similar_repairs_an_over_split():
     x, truth = blobs(2, seed=5)
     over = truth * 2 + (np.arange(len(truth)) % 2)  # each true cluster split in two
