@@ -29,7 +29,7 @@ from speakerlm.vad import Region
 from speakerlm.voiceprints import match_names, mean_voiceprint, unit_rows
 
 LABEL_SCALE = (DiarizerConfig.label_window_s, DiarizerConfig.label_hop_s)
-BEFORE = dict(prune_fraction=0.2, max_speakers=8, merge_cosine=0.8, min_cluster_windows=0)  # as tuned on short clips
+BEFORE = dict(prune_fraction=0.2, max_speakers=8, merge_cosine=0.8, merge_max_separation=float("inf"), min_cluster_windows=0)
 VARIANTS = {
     "spectral, cap 8, pruning 0.2, merge 0.8": DiarizerConfig(**BEFORE),
     "spectral, cap 16": DiarizerConfig(**{**BEFORE, "max_speakers": 16}),
@@ -38,8 +38,9 @@ VARIANTS = {
                                                                  "merge_cosine": 0.87}),
     "spectral auto-pruned, cap 16, no merge": DiarizerConfig(**{**BEFORE, "max_speakers": 16, "prune_fraction": 0.0,
                                                                "merge_cosine": 1.01}),
-    "ahc 0.4, cap 16": DiarizerConfig(clustering="ahc", ahc_threshold=0.4, merge_cosine=1.01),
-    "ahc 0.5, cap 16": DiarizerConfig(clustering="ahc", ahc_threshold=0.5, merge_cosine=1.01),
+    "spectral auto-pruned, cap 16, clusters ≥ 5 windows, merge 0.87": DiarizerConfig(merge_max_separation=float("inf")),
+    "ahc 0.4, cap 16, clusters ≥ 5 windows, no merge": DiarizerConfig(clustering="ahc", ahc_threshold=0.4, merge_cosine=1.01),
+    "ahc 0.5, cap 16, clusters ≥ 5 windows, no merge": DiarizerConfig(clustering="ahc", ahc_threshold=0.5, merge_cosine=1.01),
     "default: auto-pruned, cap 16, clusters ≥ 5 windows, merge 0.87 unless t ≥ 25": DiarizerConfig(),
 }
 DEFAULT = "default: auto-pruned, cap 16, clusters ≥ 5 windows, merge 0.87 unless t ≥ 25"
