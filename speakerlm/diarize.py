@@ -66,7 +66,7 @@ class DiarizerConfig:
     # t 10-23; two held-out voices 200 cents apart over 10 minutes, cosine up to 0.92 but t 26-63
     merge_cosine: float = 0.87
     merge_max_separation: float = 25.0
-    min_cluster_windows: int = 5  # smaller clusters (under ~3.5 s of speech) join the nearest larger one
+    min_cluster_windows: int = 5  # smaller clusters (under ~3.5 s of speech; ≤ a tenth of the windows) join the nearest
     ahc_threshold: float = 0.5  # ahc: cosine distance at which clusters stay apart
     max_speakers: int = 16  # upper bound on the estimated speaker count when the user gives none
     max_cluster_windows: int = 2000  # cluster at most this many windows (an even subsample)
@@ -287,7 +287,8 @@ class Diarizer:
         else:
             labels = spectral_clusters(embs[sample], count.num, lo, hi, cfg.prune_fraction, cfg.min_pruned)
         if count.num is None:
-            min_size = int(round(cfg.min_cluster_windows * len(sample) / len(embs)))  # in the subsample
+            # in the subsample, and never over a tenth of the windows: a short clip's quiet speaker stays
+            min_size = int(round(min(cfg.min_cluster_windows, 0.1 * len(embs)) * len(sample) / len(embs)))
             if min_size > 1:
                 labels = absorb_small(embs[sample], labels, min_size)
             labels = merge_similar(embs[sample], labels, cfg.merge_cosine, count.min or 1, cfg.merge_max_separation)
