@@ -94,6 +94,11 @@ def _eigengap_count(eigenvalues: np.ndarray, lo: int, hi: int) -> tuple[int, flo
     return k, float(gaps[k - 1] / max(eigenvalues[-1], 1e-10))
 
 
+def fixed_pruned(n: int, fraction: float, min_pruned: int) -> int:
+    """Links per row to keep for a fixed fraction of the row, never fewer than `min_pruned`."""
+    return min(n, max(min_pruned, int(round(fraction * n))))
+
+
 def auto_pruned(affinity: np.ndarray, lo: int, hi: int, min_pruned: int = 6,
                 fractions=np.linspace(0.01, 0.3, 30), max_rows: int = 800) -> int:
     """The number of links per row to keep, chosen per recording as NME-SC does (Park et al., 2020):
@@ -119,7 +124,7 @@ def auto_pruned(affinity: np.ndarray, lo: int, hi: int, min_pruned: int = 6,
         if keep / max(gap, 1e-10) < best_ratio:
             best, best_ratio = keep / m, keep / max(gap, 1e-10)
     if best is None:  # no candidate qualified: fall back to the fixed pruning
-        return min(n, max(min_pruned, int(round(0.2 * n))))
+        return fixed_pruned(n, 0.2, min_pruned)
     return max(2, min(n - 1, int(round(best * n))))
 
 
@@ -138,10 +143,7 @@ def spectral_clusters(embs: np.ndarray, num_speakers: Optional[int] = None, min_
     affinity = _cosine(embs)
     hi = min(max_speakers, n - 1)
     lo = min(min_speakers, hi)
-    if prune_fraction > 0:
-        keep = min(n, max(min_pruned, int(round(prune_fraction * n))))
-    else:
-        keep = auto_pruned(affinity, lo, hi, min_pruned)
+    keep = fixed_pruned(n, prune_fraction, min_pruned) if prune_fraction > 0 else auto_pruned(affinity, lo, hi, min_pruned)
     eigenvalues, eigenvectors = eigh(_pruned_laplacian(affinity, keep))
     k = _eigengap_count(eigenvalues, lo, hi)[0] if num_speakers is None else min(num_speakers, n)
     spectral_embedding = eigenvectors[:, :k]
@@ -180,25 +182,18 @@ def separation(a: np.ndarray, b: np.ndarray) -> float:
 
 def merge_similar(embs: np.ndarray, labels: np.ndarray, merge_cosine: float, min_clusters: int = 1,
                   max_separation: float = np.inf) -> np.ndarray:
-    """Merge the two closest clusters while their centroids' cosine exceeds `merge_cosine`, skipping
-    pairs whose windows are reliably apart (`separation` at least `max_separation`)."""
+    """Merge the most similar pair of clusters while some pair's centroid cosine exceeds `merge_cosine`,
+    passing over pairs whose windows are reliably apart (`separation` at least `max_separation`)."""
     labels = labels.copy()
-    apart: set[tuple[int, int]] = set()  # pairs found separable; a merge makes new ids, so they stay valid
     while len(np.unique(labels)) > min_clusters:
         ids = np.unique(labels)
-        centroids = np.stack([embs[labels == i].mean(axis=0) for i in ids])
-        sim = _cosine(centroids)
-        np.fill_diagonal(sim, -1.0)
-        for x, y in apart:
-            if x in ids and y in ids:
-                sim[np.searchsorted(ids, x), np.searchsorted(ids, y)] = sim[np.searchsorted(ids, y), np.searchsorted(ids, x)] = -1.0
-        a, b = np.unravel_index(np.argmax(sim), sim.shape)
-        if sim[a, b] < merge_cosine:
+        sim = _cosine(np.stack([embs[labels == i].mean(axis=0) for i in ids]))
+        close = sorted((-sim[x, y], x, y) for x, y in zip(*np.triu_indices(len(ids), k=1)) if sim[x, y] >= merge_cosine)
+        merge = next(((ids[x], ids[y]) for _, x, y in close
+                      if separation(embs[labels == ids[x]], embs[labels == ids[y]]) < max_separation), None)
+        if merge is None:
             break
-        if separation(embs[labels == ids[a]], embs[labels == ids[b]]) >= max_separation:
-            apart.add((int(ids[a]), int(ids[b])))
-            continue
-        labels[labels == ids[b]] = ids[a]
+        labels[labels == merge[1]] = merge[0]
     return np.unique(labels, return_inverse=True)[1]
 
 
