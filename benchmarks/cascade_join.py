@@ -23,10 +23,9 @@ import numpy as np
 from speakerlm.attribution import AttributionCounts, attribution_counts
 from speakerlm.audio import SAMPLE_RATE
 from speakerlm.data.datasets import load_dataset
-from speakerlm.diarize import FRAMES_PER_SECOND, Diarizer, DiarizerConfig, frame_labels
+from speakerlm.diarize import FRAMES_PER_SECOND, Diarizer, DiarizerConfig, SpeakerCount, pooled_windows
 from speakerlm.engines.cascade import CascadeConfig, word_clusters, words_to_turns
 from speakerlm.metrics import aggregate, score_clip
-from speakerlm.voiceprints import unit_rows
 
 CLUSTER_SCALE = (DiarizerConfig.window_s, DiarizerConfig.hop_s)
 LABEL_SCALES = [(1.5, 0.25), (1.0, 0.25), (0.75, 0.25)]
@@ -55,17 +54,15 @@ def prepared(clip, encoder, cache: Path, scales=(CLUSTER_SCALE, *LABEL_SCALES)) 
     return out
 
 
-def turns(p: dict, encoder, label_scale, join: str):
-    """The cascade's turns for one variant, as `Diarizer.diarize` and `Cascade.transcribe` make them."""
-    embs, times = p["embs"][CLUSTER_SCALE]
-    labels, centroids = Diarizer(encoder).cluster(embs)
-    if label_scale is None:
-        scores = np.eye(len(centroids))[labels]
-    else:
-        embs, times = p["embs"][label_scale]
-        scores = unit_rows(embs) @ unit_rows(centroids).T
+def turns(p: dict, encoder, label_scale, join: str, pooled: bool = False):
+    """The cascade's turns for one variant, as `Diarizer.label` and `Cascade.transcribe` make them:
+    frame labels from the clustered 1.5 s windows (`label_scale` None) or from shorter windows; the
+    clustered windows embedded on their own, or `pooled` from the short ones (the default)."""
+    short = p["embs"][label_scale] if label_scale else None
+    clustered = pooled_windows(*short, p["regions"], *CLUSTER_SCALE) if pooled else p["embs"][CLUSTER_SCALE]
+    frames, _ = Diarizer(encoder).label(*clustered, p["regions"], p["n"], SpeakerCount(), short)
     config = CascadeConfig(speaker_unit=join)
-    clusters = word_clusters(p["words"], frame_labels(times, scores, p["regions"], p["n"]), config)
+    clusters = word_clusters(p["words"], frames, config)
     return words_to_turns(p["words"], [f"spk {k}" for k in clusters], config.turn_gap_s)
 
 
@@ -78,7 +75,9 @@ def main() -> None:
     p.add_argument("--cache", type=Path, default=Path("runs/cascade-join"))
     args = p.parse_args()
     encoder = load_speaker_encoder("campp")
-    variants = [(None, "word"), (None, "sentence")] + [(s, j) for s in LABEL_SCALES for j in ("word", "sentence")]
+    default = (DiarizerConfig.label_window_s, DiarizerConfig.label_hop_s)
+    variants = ([(None, "word", False), (None, "sentence", False)]
+                + [(s, j, False) for s in LABEL_SCALES for j in ("word", "sentence")] + [(default, "sentence", True)])
     print("| data | frame labels | join | WER | cpWER | Δcp | DER | misattributed |\n|---|---|---|---:|---:|---:|---:|---:|")
     for data in args.data:
         clips = load_dataset(data)[: args.limit] if args.limit else load_dataset(data)
@@ -88,14 +87,15 @@ def main() -> None:
             preps.append(prepared(clip, encoder, args.cache / data.name))
             print(f"\r{data.name}: {i + 1}/{len(clips)} clips prepared", end="", file=sys.stderr)
         print(file=sys.stderr)
-        for label_scale, join in variants:
+        for label_scale, join, pooled in variants:
             scores, counts = [], AttributionCounts()
             for clip, prep in zip(clips, preps):
-                hyp = turns(prep, encoder, label_scale, join)
+                hyp = turns(prep, encoder, label_scale, join, pooled)
                 scores.append(score_clip(clip.reference, hyp, registered=False))
                 counts = counts + attribution_counts(clip.reference, hyp)
             a = aggregate(scores)
             labels = "clustered 1.5 s windows" if label_scale is None else f"{label_scale[0]} s windows every {label_scale[1]} s"
+            labels += ", clustering windows pooled from them (default)" if pooled else ""
             print(f"| {data.name} | {labels} | {join} | {a['wer']:.2f} | {a['cpwer']:.2f} | {a['cpwer'] - a['wer']:.2f} "
                   f"| {a['der']:.2f} | {counts.summary()['misattributed']:.1f} |", flush=True)
 

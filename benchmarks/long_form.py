@@ -21,15 +21,16 @@ import numpy as np
 
 from cascade_join import CLUSTER_SCALE, prepared
 from speakerlm.data.datasets import load_dataset, split_clip
-from speakerlm.diarize import Diarizer, DiarizerConfig, SpeakerCount, frame_labels
+from speakerlm.diarize import Diarizer, DiarizerConfig, SpeakerCount, pooled_windows
 from speakerlm.engines.cascade import CascadeConfig, word_clusters, words_to_turns
 from speakerlm.metrics import aggregate, error_rate_percent, sawer, score_clip
 from speakerlm.turns import Turn
 from speakerlm.vad import Region
-from speakerlm.voiceprints import match_names, mean_voiceprint, unit_rows
+from speakerlm.voiceprints import match_names, mean_voiceprint
 
 LABEL_SCALE = (DiarizerConfig.label_window_s, DiarizerConfig.label_hop_s)
-BEFORE = dict(prune_fraction=0.2, max_speakers=8, merge_cosine=0.8, merge_max_separation=float("inf"), min_cluster_windows=0)
+BEFORE = dict(prune_fraction=0.2, max_speakers=8, merge_cosine=0.8, merge_max_separation=float("inf"), min_cluster_windows=0,
+              pool_windows=False)
 VARIANTS = {
     "spectral, cap 8, pruning 0.2, merge 0.8": DiarizerConfig(**BEFORE),
     "spectral, cap 16": DiarizerConfig(**{**BEFORE, "max_speakers": 16}),
@@ -41,6 +42,7 @@ VARIANTS = {
     "spectral auto-pruned, cap 16, clusters ≥ 5 windows, merge 0.87": DiarizerConfig(merge_max_separation=float("inf")),
     "ahc 0.4, cap 16, clusters ≥ 5 windows, no merge": DiarizerConfig(clustering="ahc", ahc_threshold=0.4, merge_cosine=1.01),
     "ahc 0.5, cap 16, clusters ≥ 5 windows, no merge": DiarizerConfig(clustering="ahc", ahc_threshold=0.5, merge_cosine=1.01),
+    "default, 1.5 s clustering windows embedded on their own": DiarizerConfig(pool_windows=False),
     "default: auto-pruned, cap 16, clusters ≥ 5 windows, merge 0.87 unless t ≥ 25": DiarizerConfig(),
 }
 DEFAULT = "default: auto-pruned, cap 16, clusters ≥ 5 windows, merge 0.87 unless t ≥ 25"
@@ -58,10 +60,11 @@ def cascade_turns(p: dict, encoder, config: DiarizerConfig, span=None, count=Spe
     words = [w for w in p["words"] if a <= (w.start + w.end) / 2 < b]
     if not inside.any() or not words:
         return [], 0
-    labels, centroids = Diarizer(encoder, config).cluster(embs[inside], count)
-    scores = unit_rows(label_embs[label_inside]) @ unit_rows(centroids).T
     regions = [Region(max(r.start, a), min(r.end, b)) for r in p["regions"] if r.end > a and r.start < b]
-    frames = frame_labels(label_times[label_inside], scores, regions, p["n"])
+    short = label_embs[label_inside], label_times[label_inside]
+    clustered = pooled_windows(*short, regions, config.window_s, config.hop_s) if config.pool_windows else \
+        (embs[inside], times[inside])
+    frames, centroids = Diarizer(encoder, config).label(*clustered, regions, p["n"], count, short)
     clusters = word_clusters(words, frames, CascadeConfig())
     named = match_names(centroids, voiceprints or {})
     turns = words_to_turns(words, [named.get(k, f"spk {k}") for k in clusters], CascadeConfig().turn_gap_s)

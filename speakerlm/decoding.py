@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from speakerlm.model import Example, SpeakerLM
+from speakerlm.stages import timed
 from speakerlm.turns import ANONYMOUS, Turn
 
 
@@ -25,6 +26,7 @@ class Beam:
 
 
 @torch.inference_mode()
+@timed("decoding")
 def decode(model: SpeakerLM, ex: Example, max_new_tokens: int = 400, num_beams: int = 1,
            repeat_limit: int = 4) -> list[Turn]:
     """Turns for one clip; the caller caps `max_new_tokens` by the audio's duration."""

@@ -25,6 +25,7 @@ import numpy as np
 from speakerlm.audio import SAMPLE_RATE
 from speakerlm.errors import UserError
 from speakerlm.memory import return_freed_memory
+from speakerlm.stages import timed
 from speakerlm.vad import Region
 from speakerlm.voiceprints import unit_rows
 
@@ -56,6 +57,7 @@ class DiarizerConfig:
     # by the clustered windows themselves
     label_window_s: float = 0.75
     label_hop_s: float = 0.25
+    pool_windows: bool = True  # clustering windows pooled from the short ones (one CAM++ pass), not embedded again
     clustering: str = "spectral"  # "spectral" (count by eigengap) or "ahc" (count by a distance threshold)
     # spectral: keep this fraction of each affinity row's strongest links; 0 = chosen per recording
     # (`auto_pruned`), which counts 6-12 voices over 10 minutes where 0.2 finds 2-4
@@ -211,6 +213,36 @@ def absorb_small(embs: np.ndarray, labels: np.ndarray, min_size: int) -> np.ndar
     return np.unique(out, return_inverse=True)[1]
 
 
+def pooled_windows(embs: np.ndarray, times: np.ndarray, regions: list[Region], window_s: float, hop_s: float
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Longer windows made of short ones: each `window_s` window (every `hop_s` inside each region, the
+    last aligned to the region's end, where `embed_windows` places them) is the mean of the unit
+    embeddings of the short windows inside it. One CAM++ pass then serves clustering and frame labels,
+    measured as accurate as embedding the long windows again (docs/results.md)."""
+    unit = unit_rows(embs)
+    out_embs, out_times = [], []
+    for r in regions:
+        inside = np.flatnonzero((times[:, 0] >= r.start - 1e-6) & (times[:, 1] <= r.end + 1e-6))
+        if not len(inside):
+            continue
+        starts = np.arange(r.start, r.end - window_s + 1e-6, hop_s) if r.duration > window_s else np.array([r.start])
+        if starts[-1] + window_s < r.end - 1e-6:
+            starts = np.append(starts, r.end - window_s)
+        t = times[inside]
+        total = np.concatenate([np.zeros((1, unit.shape[1])), np.cumsum(unit[inside], axis=0)])
+        # the region's short windows are in time order: those inside [s, s + window_s] are one index range
+        a = np.searchsorted(t[:, 0], starts - 1e-6)
+        b = np.searchsorted(t[:, 1], starts + window_s + 1e-6, side="right")
+        b = np.maximum(b, a + 1).clip(max=len(t))
+        a = np.minimum(a, b - 1)  # a window with no short one wholly inside takes the nearest
+        out_embs.append((total[b] - total[a]) / (b - a)[:, None])
+        out_times.append(np.stack([starts, np.minimum(starts + window_s, r.end)], axis=1))
+    if not out_embs:
+        return np.zeros((0, embs.shape[1]), np.float32), np.zeros((0, 2))
+    return np.concatenate(out_embs).astype(np.float32), np.concatenate(out_times)
+
+
+@timed("clustering")
 def frame_labels(times: np.ndarray, scores: np.ndarray, regions: list[Region], n_frames: int) -> np.ndarray:
     """Per-frame speaker label (-1 = no speech). `scores` (N windows, K speakers): how much each window
     speaks for each speaker (its cosine to each centroid, or one-hot cluster labels). Each speech frame
@@ -243,17 +275,27 @@ class Diarizer:
                 ) -> tuple[np.ndarray, np.ndarray]:
         """(per-frame labels (n_frames,), cluster centroids (K, D))."""
         cfg = self.config
-        embs, times = self.embed(wave, regions, cfg.window_s, cfg.hop_s)
         n_frames = int(np.ceil(wave.size / SAMPLE_RATE * FRAMES_PER_SECOND))
+        if cfg.label_window_s <= 0:
+            return self.label(*self.embed(wave, regions, cfg.window_s, cfg.hop_s), regions, n_frames, count)
+        short = self.embed(wave, regions, cfg.label_window_s, cfg.label_hop_s)
+        clustered = (pooled_windows(*short, regions, cfg.window_s, cfg.hop_s) if cfg.pool_windows
+                     else self.embed(wave, regions, cfg.window_s, cfg.hop_s))
+        return self.label(*clustered, regions, n_frames, count, short)
+
+    def label(self, embs: np.ndarray, times: np.ndarray, regions: list[Region], n_frames: int,
+              count: SpeakerCount = SpeakerCount(), short: Optional[tuple[np.ndarray, np.ndarray]] = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """`diarize` once the windows are embedded (benchmarks call it with cached ones): the clustered
+        windows (embs (N, D), times (N, 2)) and the short windows (embeddings, times) that label the
+        frames; None = the clustered windows' own labels do."""
         if not len(embs):
             return np.full(n_frames, -1), np.zeros((0, self.encoder.dim))
         labels, centroids = self.cluster(embs, count)
-        if cfg.label_window_s > 0:  # short windows, scored by their cosine to each centroid
-            embs, times = self.embed(wave, regions, cfg.label_window_s, cfg.label_hop_s)
-            scores = unit_rows(embs) @ unit_rows(centroids).T
-        else:
-            scores = np.eye(len(centroids))[labels]
-        return frame_labels(times, scores, regions, n_frames), centroids
+        if short is None:
+            return frame_labels(times, np.eye(len(centroids))[labels], regions, n_frames), centroids
+        short_embs, short_times = short
+        return frame_labels(short_times, unit_rows(short_embs) @ unit_rows(centroids).T, regions, n_frames), centroids
 
     def embed(self, wave: np.ndarray, regions: list[Region], window_s: float, hop_s: float
               ) -> tuple[np.ndarray, np.ndarray]:
@@ -269,6 +311,7 @@ class Diarizer:
             return np.zeros((0, self.encoder.dim), np.float32), np.zeros((0, 2))
         return np.concatenate(embs), np.concatenate(times)
 
+    @timed("clustering")
     def cluster(self, embs: np.ndarray, count: SpeakerCount = SpeakerCount()) -> tuple[np.ndarray, np.ndarray]:
         """Embedding windows (N ≥ 1, D) → (a cluster label per window (N,), cluster centroids (K, D))."""
         cfg = self.config

@@ -12,6 +12,7 @@ import torch
 from speakerlm.audio import SAMPLE_RATE
 from speakerlm.pretrained.speaker_encoder import CAMPlusPlus
 from speakerlm.pretrained.whisper import CHUNK_SECONDS, ENCODER_FRAMES_PER_SECOND
+from speakerlm.stages import timed
 
 SPEAKER_WINDOW_S = 1.5  # frame-level speaker stream: CAM++/GE2E window…
 SPEAKER_HOP_S = 0.25  # …and hop (4 embeddings per second)
@@ -37,6 +38,7 @@ def encode_windows(encoder: torch.nn.Module, mel: torch.Tensor, frames: int) -> 
     return states.reshape(-1, states.shape[-1])[:frames]
 
 
+@timed("speaker embeddings")
 def frame_speaker_stream(speaker_encoder, wave: np.ndarray, frames: int) -> torch.Tensor:
     """(frames, speaker_dim): each encoder frame gets the embedding of the window centred nearest to it."""
     if isinstance(speaker_encoder, CAMPlusPlus):  # one pass over the clip (see CAMPlusPlus.embed_windows)

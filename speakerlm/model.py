@@ -31,6 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from speakerlm.backbones import BACKBONES, Backbone
+from speakerlm.stages import timed
 from speakerlm.turns import Turn
 
 IGNORE = -100  # label value that the losses skip
@@ -119,6 +120,7 @@ class SpeakerLM(nn.Module):
                    for n in self.trained_names())
 
     # ------------------------------------------------------------ inputs
+    @timed("audio encoder")
     def encode_audio(self, mel: torch.Tensor, frames: int) -> torch.Tensor:
         """Log-mel windows (W, n_mels, 3000) → encoder states (frames, d_enc)."""
         from speakerlm.features import encode_windows

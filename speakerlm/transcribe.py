@@ -14,6 +14,7 @@ from typing import Optional, Union
 
 import numpy as np
 
+from speakerlm import stages
 from speakerlm.audio import Pathlike, duration, load_audio
 from speakerlm.diarize import SpeakerCount
 from speakerlm.engines.base import Engine, TranscribeOptions
@@ -62,11 +63,16 @@ class Transcriber:
         `num_speakers` / `min_speakers` / `max_speakers`: what is known of the speaker count; `state`: a
         file recording finished windows, so that calling again after an interruption resumes."""
         count = SpeakerCount(num_speakers, min_speakers, max_speakers)
+        stages.reset()
         started = time.perf_counter()
         wave = load_audio(audio) if not isinstance(audio, np.ndarray) else audio
         enrolled = {**(voiceprints or {}), **self.enroll(speakers or {})}
-        turns = self.engine.transcribe(wave, enrolled, count, state)
-        elapsed = time.perf_counter() - started
+        loading = time.perf_counter()
+        engine = self.engine  # models load on first use: after the input is checked, outside the run's time
+        loaded = time.perf_counter() - loading
+        turns = engine.transcribe(wave, enrolled, count, state)
+        elapsed = time.perf_counter() - started - loaded
         meta = {"engine": self.options.engine, "whisper": self.options.whisper, "enrolled": sorted(enrolled),
-                "seconds": round(elapsed, 3), "rtf": round(elapsed / max(duration(wave), 1e-9), 4)}
+                "seconds": round(elapsed, 3), "rtf": round(elapsed / max(duration(wave), 1e-9), 4),
+                "load_seconds": round(loaded, 3), "stages": stages.seconds()}  # where the time went (stages.py)
         return Transcript(str(audio) if not isinstance(audio, np.ndarray) else "<array>", turns, duration(wave), meta)

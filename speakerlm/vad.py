@@ -11,6 +11,7 @@ from functools import lru_cache
 import numpy as np
 
 from speakerlm.audio import SAMPLE_RATE
+from speakerlm.stages import timed
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ def _silero():
     return load_silero_vad()
 
 
+@timed("vad")
 def speech_regions(wave: np.ndarray, min_silence_s: float = 0.2, min_speech_s: float = 0.25,
                    threshold: float = 0.5) -> list[Region]:
     """Speech regions of a SAMPLE_RATE wave, in order (silero pads each by 30 ms)."""

@@ -5,7 +5,7 @@ import pytest
 
 from speakerlm.audio import load_audio
 from speakerlm.diarize import (FRAMES_PER_SECOND, Diarizer, DiarizerConfig, SpeakerCount, absorb_small, ahc_clusters,
-                               frame_labels, merge_similar, spectral_clusters)
+                               frame_labels, merge_similar, pooled_windows, spectral_clusters)
 from speakerlm.errors import UserError
 from speakerlm.vad import Region
 
@@ -125,3 +125,42 @@ def test_frames_take_the_speaker_with_the_highest_summed_score():
     assert (frames[:100] == 0).all()  # 0.0–0.5: [0.9, 0.1]; 0.5–1.0: [1.1, 0.4]
     assert (frames[100:150] == 1).all()  # 1.0–1.5: [0.2, 0.3]
     assert (frames[150:] == 1).all()  # uncovered, nearest window is the second
+
+
+
+def test_pooled_windows_average_the_short_windows_inside_them():
+    # short windows of 0.75 s every 0.25 s over a 2.6 s region (the last aligned to its end)
+    starts = np.append(np.arange(0.0, 1.85, 0.25), 1.85)
+    times = np.stack([starts, starts + 0.75], axis=1)
+    embs = np.eye(len(starts))  # unit rows, each its own axis: a pooled row shows which it averaged
+    pooled, ptimes = pooled_windows(embs, times, [Region(0.0, 2.6)], 1.5, 0.5)
+    assert np.allclose(ptimes, [[0.0, 1.5], [0.5, 2.0], [1.0, 2.5], [1.1, 2.6]])
+    assert np.allclose(pooled[0], np.eye(len(starts))[:4].mean(axis=0))  # starts 0, .25, .5, .75
+    assert np.allclose(pooled[3], np.eye(len(starts))[[5, 6, 7, 8]].mean(axis=0))  # 1.25, 1.5, 1.75, 1.85
+    short, _ = pooled_windows(embs[:1], times[:1] * 0.5, [Region(0.0, 0.4)], 1.5, 0.5)  # a region under 1.5 s
+    assert short.shape == (1, len(starts)) and np.allclose(short[0], embs[0])
+
+
+def test_diarization_embeds_each_region_once(tts):
+    """Clustering windows are pooled from the short label windows: one CAM++ pass per region, and the
+    two voices still come out as two speakers."""
+    from dataclasses import replace
+
+    from speakerlm.pretrained.speaker_encoder import load_speaker_encoder
+    from speakerlm.vad import speech_regions
+
+    gap = np.zeros(8000, np.float32)
+    wave = np.concatenate([load_audio(tts("rms", "chicken")), gap, load_audio(tts("slt", "juice")), gap,
+                           load_audio(tts("rms", "well"))])
+    regions = speech_regions(wave)
+    pooled = Diarizer(load_speaker_encoder("campp"))
+    calls = []
+    embed = pooled.embed
+    pooled.embed = lambda *args: calls.append(args[2:]) or embed(*args)
+    frames, centroids = pooled.diarize(wave, regions)
+    assert calls == [(pooled.config.label_window_s, pooled.config.label_hop_s)]
+    separate_frames, separate = Diarizer(pooled.encoder, replace(pooled.config, pool_windows=False)).diarize(wave, regions)
+    assert len(centroids) == len(separate) == 2
+    speech = frames >= 0
+    agree = max(np.mean(frames[speech] == separate_frames[speech]), np.mean(frames[speech] == 1 - separate_frames[speech]))
+    assert agree > 0.9, agree

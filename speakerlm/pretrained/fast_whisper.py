@@ -26,6 +26,7 @@ from speakerlm.audio import SAMPLE_RATE
 from speakerlm.cache import atomic_dir, cache_dir
 from speakerlm.errors import UserError
 from speakerlm.pretrained.whisper import CT2_FILES, SOURCES, ct2_folder
+from speakerlm.stages import timed
 
 DEFAULT_BEAMS = 5  # Whisper's own transcribe default; greedy loses words on multi-voice audio
 COMPUTE_TYPE = "int8"  # CPU: int8 weights with float activations, as faster-whisper recommends
@@ -75,6 +76,14 @@ def _convert_hf(path: Path, out: Path) -> None:
                 shutil.copy(path / name, tmp / name)
 
 
+def _default_threads() -> int:
+    """OMP_NUM_THREADS where the user set it (torch honours it too), else up to two cores."""
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
+    except ValueError:
+        return min(2, os.cpu_count() or 1)
+
+
 class FastWhisper:
     """faster-whisper over one Whisper model: whole recordings in, segments with timed words out."""
 
@@ -83,9 +92,10 @@ class FastWhisper:
 
         self.name = name
         self.model = WhisperModel(str(ct2_dir(name)), device="cpu", compute_type=COMPUTE_TYPE,
-                                  cpu_threads=threads or min(2, os.cpu_count() or 1), local_files_only=True)
+                                  cpu_threads=threads or _default_threads(), local_files_only=True)
         self.multilingual = self.model.model.is_multilingual
 
+    @timed("recognition")
     def transcribe(self, wave: np.ndarray, language: Optional[str] = "en", num_beams: int = DEFAULT_BEAMS,
                    words: bool = True, vad: bool = True, start: float = 0.0, prompt: Optional[str] = None,
                    on_segment: Optional[Callable[[Segment], None]] = None) -> list[Segment]:

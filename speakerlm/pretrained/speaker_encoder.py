@@ -23,6 +23,7 @@ import torch
 from speakerlm.audio import SAMPLE_RATE
 from speakerlm.cache import atomic_path, cache_dir, verify_sha256
 from speakerlm.errors import UserError
+from speakerlm.stages import timed
 
 CAMPP_SHA256 = "92f29b94e6948786a26778c9e302525d185bb08c8b9f5252ed98776902840199"
 GE2E_SHA256 = "39373b86598fa3da9fcddee6142382efe09777e8d37dc9c0561f41f0070f134e"
@@ -59,6 +60,7 @@ class SpeakerEncoder(ABC):
     def embed_batch(self, waves: torch.Tensor) -> torch.Tensor:
         """(batch, samples) of equal length → (batch, dim), L2-normalised."""
 
+    @timed("speaker embeddings")
     def embed(self, wave: np.ndarray) -> np.ndarray:
         """One embedding for a whole utterance: shape (dim,)."""
         if wave.size < MIN_EMBED_SECONDS * SAMPLE_RATE:
@@ -66,6 +68,7 @@ class SpeakerEncoder(ABC):
         with torch.inference_mode():
             return self.embed_batch(torch.from_numpy(np.ascontiguousarray(wave, np.float32))[None])[0].numpy()
 
+    @timed("speaker embeddings")
     def embed_windows(self, wave: np.ndarray, win_s: float = 1.5, hop_s: float = 0.75,
                       batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
         """Sliding-window embeddings: (N, dim) and their (N, 2) start/end times in seconds.
@@ -111,6 +114,7 @@ class CAMPlusPlus(SpeakerEncoder):
         return torch.nn.functional.normalize(self.model(feats), dim=-1)
 
 
+    @timed("speaker embeddings")
     def embed_windows(self, wave: np.ndarray, win_s: float = 1.5, hop_s: float = 0.75,
                       batch_size: int = 16, shared_context: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """With `shared_context`, window embeddings come from ONE pass over the whole wave: the network
