@@ -3,16 +3,16 @@ label per 10 ms frame and one centroid per speaker.
 
 The cascade labels each recognised word from these frames; the SpeakerLM engine uses them to discover
 a recording's voices before its windows are transcribed, and to time the model's turns. The recipe is
-3D-Speaker's and NeMo's: CAM++ windows of 1.5 s every 0.5 s inside speech, spectral clustering on a
-row-pruned cosine affinity with the speaker count from the largest eigengap (a fixed distance threshold
-tuned on synthetic voices breaks on real recordings). How many links each row keeps is chosen per
-recording as NME-SC does: a fraction that suits a 40 s clip of 3 speakers joins the speakers of a
-10-minute meeting of 8 into 2. Clusters of a few windows join their nearest neighbour, and clusters
-whose centroids are nearly the same voice are merged. Frames are then labelled from shorter windows
-(0.75 s every 0.25 s) by their cosine to each cluster's centroid, as multi-scale diarizers do: long
-windows for reliable clusters, short ones for where a speaker changes. Written by hand on
-numpy/scipy/scikit-learn because no maintained package exposes this clustering without its whole
-diarization stack.
+3D-Speaker's and NeMo's, multi-scale: CAM++ embeds 0.75 s windows every 0.25 s inside speech, once;
+their means over 1.5 s windows every 0.5 s are clustered (long windows for reliable clusters), and
+each frame is labelled from the short windows by their cosine to each cluster's centroid (short ones
+for where a speaker changes). Clustering is spectral, on a row-pruned cosine affinity with the speaker
+count from the largest eigengap (a fixed distance threshold tuned on synthetic voices breaks on real
+recordings). How many links each row keeps is chosen per recording as NME-SC does: a fraction that
+suits a 40 s clip of 3 speakers joins the speakers of a 10-minute meeting of 8 into 2. Clusters of a
+few windows join their nearest neighbour, and clusters whose centroids are nearly the same voice are
+merged. Written by hand on numpy/scipy because no maintained package exposes this clustering without
+its whole diarization stack.
 """
 
 from __future__ import annotations
@@ -50,14 +50,16 @@ class SpeakerCount:
 
 @dataclass(frozen=True)
 class DiarizerConfig:
-    window_s: float = 1.5  # speaker-embedding window for clustering
-    hop_s: float = 0.5  # embedding hop: finer hops follow quicker speaker changes
+    window_s: float = 1.5  # clustering window
+    hop_s: float = 0.5  # clustering hop: finer hops follow quicker speaker changes
     # frames are labelled from shorter windows scored against the cluster centroids: 1.5 s windows
     # give reliable clusters, but each smears a speaker change over its whole length; 0 = label frames
     # by the clustered windows themselves
     label_window_s: float = 0.75
     label_hop_s: float = 0.25
-    pool_windows: bool = True  # clustering windows pooled from the short ones (one CAM++ pass), not embedded again
+    # clustering windows pooled from the short ones (one CAM++ pass) rather than embedded on their own:
+    # half the CAM++ work, and measured as accurate (docs/results.md)
+    pool_windows: bool = True
     clustering: str = "spectral"  # "spectral" (count by eigengap) or "ahc" (count by a distance threshold)
     # spectral: keep this fraction of each affinity row's strongest links; 0 = chosen per recording
     # (`auto_pruned`), which counts 6-12 voices over 10 minutes where 0.2 finds 2-4
@@ -137,7 +139,6 @@ def spectral_clusters(embs: np.ndarray, num_speakers: Optional[int] = None, min_
     graph Laplacian of a row-pruned cosine affinity unless `num_speakers` is given. `prune_fraction`
     0 chooses the pruning per recording (`auto_pruned`)."""
     from scipy.linalg import eigh
-    from sklearn.cluster import KMeans
 
     n = len(embs)
     if n <= 2 or num_speakers == 1:
@@ -150,7 +151,25 @@ def spectral_clusters(embs: np.ndarray, num_speakers: Optional[int] = None, min_
     k = _eigengap_count(eigenvalues, lo, hi)[0] if num_speakers is None else min(num_speakers, n)
     spectral_embedding = eigenvectors[:, :k]
     # shape: (N, k)
-    return KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(spectral_embedding)
+    return kmeans(spectral_embedding, k, seed=seed)
+
+
+def kmeans(x: np.ndarray, k: int, restarts: int = 10, seed: int = 0) -> np.ndarray:
+    """Labels (N,) in 0..k-1: the best of `restarts` k-means++ runs (scipy's kmeans2) by within-cluster
+    sum of squares. scipy rather than scikit-learn: importing sklearn.cluster costs ~2 s of every run."""
+    import warnings
+
+    from scipy.cluster.vq import kmeans2
+
+    rng = np.random.default_rng(seed)
+    runs = []
+    for _ in range(restarts):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a run that empties a cluster loses below
+            centres, labels = kmeans2(x, k, minit="++", seed=rng)
+        runs.append((-len(np.unique(labels)), float(((x - centres[labels]) ** 2).sum()), labels))
+    best = min(runs, key=lambda r: r[:2])[2]  # all k clusters used first, then the lowest cost
+    return np.unique(best, return_inverse=True)[1]
 
 
 def ahc_clusters(embs: np.ndarray, threshold: float, num_speakers: Optional[int] = None,

@@ -1,4 +1,5 @@
-"""Voice activity detection with silero-vad (its JIT model ships inside the `silero-vad` package).
+"""Voice activity detection with silero-vad: its ONNX model ships inside the `silero-vad` package and
+runs under ONNX Runtime.
 
 Audio is read by our own `audio.py`: `silero_vad.read_audio` needs torchaudio, which does not work here.
 """
@@ -28,7 +29,7 @@ class Region:
 def _silero():
     from silero_vad import load_silero_vad
 
-    return load_silero_vad()
+    return load_silero_vad(onnx=True)  # the same model under ONNX Runtime: half the time of its TorchScript twin
 
 
 @timed("vad")

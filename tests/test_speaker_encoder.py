@@ -39,3 +39,14 @@ def test_short_input_is_padded_not_rejected():
     encoder = load_speaker_encoder("campp")
     t = np.arange(SAMPLE_RATE // 10) / SAMPLE_RATE
     assert encoder.embed((0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)).shape == (192,)
+
+
+@pytest.mark.parametrize("batch,frames", [(1, 48), (16, 73), (3, 148), (1, 1000)])
+def test_campp_under_onnx_runtime_matches_the_torch_module(batch, frames):
+    import torch
+
+    encoder = load_speaker_encoder("campp")
+    feats = torch.randn(batch, frames, 80, generator=torch.Generator().manual_seed(frames))
+    with torch.inference_mode():
+        reference = encoder.model(feats).numpy()
+    assert np.abs(encoder.session.run(feats.numpy()) - reference).max() < 1e-4
