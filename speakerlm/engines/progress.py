@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Optional
@@ -54,12 +55,14 @@ class RecordLog:
 
     def __init__(self, state: Optional[Pathlike]):
         self.file = open(state, "a") if state is not None else None
+        self.lock = threading.Lock()  # engines append from more than one thread
 
     def append(self, record: dict) -> None:
         if self.file is not None:
-            self.file.write(json.dumps(record) + "\n")
-            self.file.flush()
-            os.fsync(self.file.fileno())
+            with self.lock:
+                self.file.write(json.dumps(record) + "\n")
+                self.file.flush()
+                os.fsync(self.file.fileno())
 
     def close(self) -> None:
         if self.file is not None:
