@@ -24,6 +24,7 @@ from speakerlm.data.datasets import load_dataset, split_clip
 from speakerlm.diarize import Diarizer, DiarizerConfig, SpeakerCount, pooled_windows
 from speakerlm.engines.cascade import CascadeConfig, word_clusters, words_to_turns
 from speakerlm.metrics import aggregate, error_rate_percent, sawer, score_clip
+from speakerlm.plots import plot_speaker_counts
 from speakerlm.turns import Turn
 from speakerlm.vad import Region
 from speakerlm.voiceprints import match_names, mean_voiceprint
@@ -81,7 +82,10 @@ def main() -> None:
     p.add_argument("--roster", default=DEFAULT,
                    help="the variant whose whole-recording run is repeated with half the voices enrolled")
     p.add_argument("--cache", type=Path, default=Path("runs/long-form"))
+    p.add_argument("--figure", type=Path, help="a PNG of each recording's estimated speaker count against the "
+                                               "truth, the first variant (before) beside the default")
     args = p.parse_args()
+    counts: dict[str, list[tuple[int, int]]] = {}  # variant → (truth, found) per recording, every set
     variants = {k: VARIANTS[k] for k in args.variants.split(";")} if args.variants else VARIANTS
     encoder = load_speaker_encoder("campp")
     print("| data | clustering | speakers found (truth) | count ±1 | WER | cpWER | Δcp | DER |\n"
@@ -101,6 +105,7 @@ def main() -> None:
                 hyp, k = cascade_turns(prep, encoder, config)
                 scores.append(score_clip(clip.reference, hyp, registered=False))
                 found.append(k)
+            counts.setdefault(name, []).extend(zip(truth, found))
             a = aggregate(scores)
             within = np.mean([abs(f - t) <= 1 for f, t in zip(found, truth)]) * 100
             pairs = " ".join(f"{f}({t})" for f, t in zip(found, truth))
@@ -131,6 +136,9 @@ def main() -> None:
         a = aggregate(scores)
         print(f"| {data.name} | per {args.window:.0f} s window, true count | – | – | {a['wer']:.2f} | {a['cpwer']:.2f} | "
               f"{a['cpwer'] - a['wer']:.2f} | {a['der']:.2f} |", flush=True)
+    if args.figure:
+        shown = [n for n in (next(iter(variants)), DEFAULT) if n in counts]
+        print(f"wrote {plot_speaker_counts({n: counts[n] for n in dict.fromkeys(shown)}, args.figure)}")
 
 
 if __name__ == "__main__":

@@ -97,3 +97,23 @@ def plot_sweep(sweep: dict[str, dict[int, Optional[float]]], path: Path) -> Path
     ax.set_title("Over-Regist sweep")
     ax.legend()
     return _save(fig, path, dpi=120)
+
+
+def plot_speaker_counts(counts: dict[str, list[tuple[int, int]]], path: Path) -> Path:
+    """Estimated against true speaker count, one marker per recording and variant; the band is ±1."""
+    import numpy as np
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    top = max(max(t, f) for pairs in counts.values() for t, f in pairs) + 1
+    ax.fill_between([0, top], [-1, top - 1], [1, top + 1], color="0.9", label="within ±1")
+    ax.plot([0, top], [0, top], color="0.6", lw=1)
+    rng = np.random.default_rng(0)
+    for (name, pairs), marker in zip(counts.items(), "ox^s"):
+        t, f = np.array(pairs).T
+        ax.scatter(t + rng.uniform(-0.15, 0.15, len(t)), f, marker=marker, alpha=0.7, label=name[:60])
+    ax.set(xlim=(0, top), ylim=(0, top), xlabel="true speakers", ylabel="speakers found",
+           title="Speaker count per recording")
+    ax.legend(fontsize=7, loc="upper left")
+    return _save(fig, path)
+

@@ -15,8 +15,13 @@ def tiny():
     return FastWhisper("tiny.en")
 
 
-def test_long_form_keeps_every_sentence_with_word_times(tiny, tts):
-    """Three voices one after another, 1 s apart: every word comes back, in order, inside its sentence."""
+@pytest.mark.parametrize("block_seconds", [300.0, 4.0])
+def test_long_form_keeps_every_sentence_with_word_times(tiny, tts, monkeypatch, block_seconds):
+    """Three voices one after another, 1 s apart: every word comes back, in order, inside its sentence,
+    also when the wave is decoded in blocks (cut in the pauses) to keep memory flat."""
+    from speakerlm.pretrained import fast_whisper
+
+    monkeypatch.setattr(fast_whisper, "BLOCK_SECONDS", block_seconds)
     keys = ["chicken", "juice", "glue"]
     gap = np.zeros(SAMPLE_RATE, np.float32)
     pieces, spans, t = [], [], 0.0
@@ -80,3 +85,14 @@ def test_local_hugging_face_whisper_folder_is_converted(tmp_path, monkeypatch):
     assert np.allclose(variables["decoder/embeddings/weight"].astype(np.float32), hf, atol=1e-6)
     wave = np.random.default_rng(0).normal(0, 0.1, 3 * SAMPLE_RATE).astype(np.float32)
     model.transcribe(wave, num_beams=1, vad=False, words=False)  # decodes (noise, from random weights)
+
+
+def test_blocks_end_in_the_quietest_stretch_before_the_block_length():
+    from speakerlm.pretrained.fast_whisper import BLOCK_SECONDS, block_end
+
+    rng = np.random.default_rng(0)
+    wave = (0.1 * rng.standard_normal(int(3 * BLOCK_SECONDS * SAMPLE_RATE))).astype(np.float32)
+    pause = int((BLOCK_SECONDS - 7.0) * SAMPLE_RATE)
+    wave[pause : pause + SAMPLE_RATE // 2] = 0.0  # a half-second pause 7 s before the block length
+    assert pause <= block_end(wave, 0) < pause + SAMPLE_RATE // 2
+    assert block_end(wave, wave.size - int(1.1 * BLOCK_SECONDS * SAMPLE_RATE)) == wave.size  # the last block runs to the end

@@ -323,3 +323,10 @@ def test_many_recurring_voices_in_one_long_recording(tmp_path, texts):
     conv = ConversationSimulator(one_split, texts, config, "train", seed=2).conversation(0)
     turns_of = {s: sum(t.speaker == s for t in conv.supervisions) for s in conv.speakers}
     assert len(turns_of) == 9 and min(turns_of.values()) >= 2, turns_of
+
+
+def test_speaker_count_figure_is_written(tmp_path):
+    from speakerlm.plots import plot_speaker_counts
+
+    out = plot_speaker_counts({"before": [(6, 2), (9, 3)], "default": [(6, 6), (9, 8)]}, tmp_path / "counts.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000

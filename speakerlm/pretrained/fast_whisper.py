@@ -76,6 +76,23 @@ def _convert_hf(path: Path, out: Path) -> None:
                 shutil.copy(path / name, tmp / name)
 
 
+BLOCK_SECONDS = 300.0  # long waves are decoded block by block (see FastWhisper.transcribe)
+
+
+def block_end(wave: np.ndarray, start: int, search_s: float = 15.0) -> int:
+    """Where the block from sample `start` ends: the wave's end if that is within 1.2 blocks, else the
+    middle of the quietest 50 ms in the last `search_s` seconds of the block, so a cut falls in a pause
+    rather than in a word."""
+    block_s = BLOCK_SECONDS
+    if wave.size - start <= 1.2 * block_s * SAMPLE_RATE:
+        return wave.size
+    hop = SAMPLE_RATE // 20
+    a = start + int((block_s - min(search_s, block_s / 2)) * SAMPLE_RATE)
+    frames = wave[a : start + int(block_s * SAMPLE_RATE)].astype(np.float32)
+    frames = frames[: frames.size // hop * hop].reshape(-1, hop)
+    return a + int(np.argmin((frames ** 2).mean(axis=1))) * hop + hop // 2
+
+
 def _default_threads() -> int:
     """OMP_NUM_THREADS where the user set it (torch honours it too), else up to two cores."""
     try:
@@ -102,18 +119,26 @@ class FastWhisper:
         """A SAMPLE_RATE mono wave → chronological segments, in the wave's clock. `language` None =
         detect (multilingual models); English-only models ignore it. `start`: decode from this second
         on (a resumed run), with `prompt` (the text before it) as the previous-window context.
-        `on_segment` sees each segment as soon as it is decoded."""
-        offset = int(start * SAMPLE_RATE)
-        segments, _ = self.model.transcribe(
-            np.ascontiguousarray(wave[offset:], dtype=np.float32), language=language if self.multilingual else None,
-            task="transcribe", beam_size=num_beams, word_timestamps=words, vad_filter=vad,
-            condition_on_previous_text=True, initial_prompt=prompt or None)
-        shift = offset / SAMPLE_RATE
-        out = []
-        for s in segments:  # a generator: decoding happens as it is read
-            timed = tuple(Word(w.word.strip(), round(shift + float(w.start), 3), round(shift + float(max(w.end, w.start)), 3))
-                          for w in (s.words or []) if w.word.strip())
-            out.append(Segment(round(shift + float(s.start), 3), round(shift + float(s.end), 3), s.text.strip(), timed))
-            if on_segment is not None:
-                on_segment(out[-1])
+        `on_segment` sees each segment as soon as it is decoded.
+
+        A long wave is decoded in blocks of about BLOCK_SECONDS, cut at the quietest 50 ms near each
+        block's end, each with the text before it as prompt: faster-whisper computes the features of
+        its whole input at once (an hour's are ~2 GB), so blocks keep memory flat in the length."""
+        out: list[Segment] = []
+        position = int(start * SAMPLE_RATE)
+        while position < wave.size:
+            end = block_end(wave, position)
+            segments, _ = self.model.transcribe(
+                np.ascontiguousarray(wave[position:end], dtype=np.float32),
+                language=language if self.multilingual else None, task="transcribe", beam_size=num_beams,
+                word_timestamps=words, vad_filter=vad, condition_on_previous_text=True, initial_prompt=prompt or None)
+            shift = position / SAMPLE_RATE
+            for s in segments:  # a generator: decoding happens as it is read
+                timed = tuple(Word(w.word.strip(), round(shift + float(w.start), 3), round(shift + float(max(w.end, w.start)), 3))
+                              for w in (s.words or []) if w.word.strip())
+                out.append(Segment(round(shift + float(s.start), 3), round(shift + float(s.end), 3), s.text.strip(), timed))
+                if on_segment is not None:
+                    on_segment(out[-1])
+            prompt = " ".join(s.text for s in out[-3:]) or prompt
+            position = end
         return out
