@@ -11,6 +11,7 @@ from speakerlm.pretrained.fast_whisper import Word
 from speakerlm.transcribe import TranscribeOptions
 from speakerlm.turns import Turn
 from speakerlm.vad import Region
+from tests.conftest import SENTENCES
 from speakerlm.voiceprints import enroll_voiceprint
 
 
@@ -43,12 +44,15 @@ def test_a_short_run_of_another_speaker_inside_a_sentence_takes_the_sentence_spe
 
 
 def test_speaker_change_without_a_pause(cascade, tts):
-    a, b = load_audio(tts("rms", "chicken")), load_audio(tts("slt", "juice"))
-    # trim each utterance's own silence so one voice follows the other with no gap at all
+    # two sentences a voice (one each gives the clustering too few windows to tell the voices apart),
+    # each utterance's own silence trimmed so one voice follows the other with no gap at all
     trim = lambda w: w[np.flatnonzero(np.abs(w) > 0.02)[0] : np.flatnonzero(np.abs(w) > 0.02)[-1]]
-    wave = np.concatenate([np.zeros(SAMPLE_RATE // 2, np.float32), trim(a), trim(b), np.zeros(SAMPLE_RATE // 2, np.float32)])
+    a = [trim(load_audio(tts("rms", k))) for k in ("chicken", "glue")]
+    b = [trim(load_audio(tts("slt", k))) for k in ("juice", "well")]
+    silence = np.zeros(SAMPLE_RATE // 2, np.float32)
+    wave = np.concatenate([silence, *a, *b, silence])
     turns = cascade.transcribe(wave, {})
-    ref = [Turn("x", "These days a chicken leg is a rare dish."), Turn("y", "The juice of lemons makes fine punch.")]
+    ref = [Turn("x", f"{SENTENCES['chicken']} {SENTENCES['glue']}"), Turn("y", f"{SENTENCES['juice']} {SENTENCES['well']}")]
     assert len({t.speaker for t in turns}) == 2, turns
     assert cpwer(ref, turns).errors <= 2, turns
 
