@@ -25,6 +25,7 @@ import numpy as np
 from speakerlm.audio import SAMPLE_RATE
 from speakerlm.errors import UserError
 from speakerlm.memory import return_freed_memory
+from speakerlm.pretrained.speaker_encoder import window_starts
 from speakerlm.stages import timed
 from speakerlm.vad import Region
 from speakerlm.voiceprints import unit_rows
@@ -244,9 +245,9 @@ def pooled_windows(embs: np.ndarray, times: np.ndarray, regions: list[Region], w
         inside = np.flatnonzero((times[:, 0] >= r.start - 1e-6) & (times[:, 1] <= r.end + 1e-6))
         if not len(inside):
             continue
-        starts = np.arange(r.start, r.end - window_s + 1e-6, hop_s) if r.duration > window_s else np.array([r.start])
-        if starts[-1] + window_s < r.end - 1e-6:
-            starts = np.append(starts, r.end - window_s)
+        samples = int(r.end * SAMPLE_RATE) - int(r.start * SAMPLE_RATE)  # the piece `Diarizer.embed` cuts
+        long_enough = samples > int(window_s * SAMPLE_RATE)
+        starts = r.start + np.array(window_starts(samples, window_s, hop_s) if long_enough else [0]) / SAMPLE_RATE
         t = times[inside]
         total = np.concatenate([np.zeros((1, unit.shape[1])), np.cumsum(unit[inside], axis=0)])
         # the region's short windows are in time order: those inside [s, s + window_s] are one index range

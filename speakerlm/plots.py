@@ -1,4 +1,4 @@
-"""Pictures: who spoke when, training curves, evaluation results. Each writes one PNG atomically."""
+"""Pictures: who spoke when, training curves, evaluation results, speaker counts. Each writes one PNG atomically."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import json
 import math
 from pathlib import Path
 from typing import Optional, Sequence
+
+import numpy as np
 
 from speakerlm.cache import atomic_path
 
@@ -101,8 +103,6 @@ def plot_sweep(sweep: dict[str, dict[int, Optional[float]]], path: Path) -> Path
 
 def plot_speaker_counts(counts: dict[str, list[tuple[int, int]]], path: Path) -> Path:
     """Estimated against true speaker count, one marker per recording and variant; the band is ±1."""
-    import numpy as np
-
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     top = max(max(t, f) for pairs in counts.values() for t, f in pairs) + 1
@@ -116,4 +116,3 @@ def plot_speaker_counts(counts: dict[str, list[tuple[int, int]]], path: Path) ->
            title="Speaker count per recording")
     ax.legend(fontsize=7, loc="upper left")
     return _save(fig, path)
-

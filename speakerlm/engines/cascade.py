@@ -150,20 +150,17 @@ class Cascade(Engine):
         return words_to_turns(words, speakers, self.config.turn_gap_s)
 
     def _diarize(self, wave: np.ndarray, count: SpeakerCount, log: RecordLog) -> tuple[np.ndarray, np.ndarray]:
-        frames, centroids = _one_thread_diarize(self.diarizer, wave, count)
+        """The diarization on one thread (the other core decodes), recorded in the state file."""
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # CAM++'s ONNX session follows torch's setting
+        try:
+            frames, centroids = self.diarizer.diarize(wave, speech_regions(wave), count)
+        finally:
+            torch.set_num_threads(threads)
         log.append({"diarization": _diarization_record(frames, centroids)})
         return frames, centroids
-
-
-def _one_thread_diarize(diarizer: Diarizer, wave: np.ndarray, count: SpeakerCount) -> tuple[np.ndarray, np.ndarray]:
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the other core decodes (CAM++'s ONNX session follows torch's setting)
-    try:
-        return diarizer.diarize(wave, speech_regions(wave), count)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _diarization_record(frames: np.ndarray, centroids: np.ndarray) -> dict:

@@ -50,6 +50,16 @@ def _cached_weights(name: str, source: Path, sha256: str, package: str, extract)
     return load_file(str(target))
 
 
+def window_starts(samples: int, win_s: float, hop_s: float) -> list[int]:
+    """Sample offsets of sliding windows over `samples` (more than one window long): every `hop_s`,
+    the last aligned to the end so every sample is covered."""
+    win, hop = int(win_s * SAMPLE_RATE), int(hop_s * SAMPLE_RATE)
+    starts = list(range(0, samples - win + 1, hop))
+    if starts[-1] + win < samples:
+        starts.append(samples - win)
+    return starts
+
+
 class SpeakerEncoder(ABC):
     """wave (SAMPLE_RATE float32) → L2-normalised speaker embedding."""
 
@@ -73,12 +83,10 @@ class SpeakerEncoder(ABC):
                       batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
         """Sliding-window embeddings: (N, dim) and their (N, 2) start/end times in seconds.
         The last window is aligned to the end, so every sample is covered."""
-        win, hop = int(win_s * SAMPLE_RATE), int(hop_s * SAMPLE_RATE)
+        win = int(win_s * SAMPLE_RATE)
         if wave.size <= win:
             return self.embed(wave)[None], np.array([[0.0, wave.size / SAMPLE_RATE]])
-        starts = list(range(0, wave.size - win + 1, hop))
-        if starts[-1] + win < wave.size:
-            starts.append(wave.size - win)
+        starts = window_starts(wave.size, win_s, hop_s)
         frames = torch.from_numpy(np.ascontiguousarray(wave, np.float32)).unfold(0, win, 1)  # a view: no copy
         # windows are copied out one batch at a time, so memory does not grow with the region's length
         with torch.inference_mode():
@@ -112,8 +120,8 @@ class CAMPlusPlus(SpeakerEncoder):
         feats = self.fbank(waves * 32768.0)  # Kaldi works on int16-scaled samples
         feats = feats - feats.mean(dim=1, keepdim=True)  # per-utterance mean normalisation
         # shape: (batch, frames, 80)
-        self.session.set_threads(torch.get_num_threads())
-        return torch.nn.functional.normalize(torch.from_numpy(self.session.run(feats.numpy())), dim=-1)
+        embs = self.session.run(feats.numpy(), threads=torch.get_num_threads())  # torch's setting rules both
+        return torch.nn.functional.normalize(torch.from_numpy(embs), dim=-1)
 
     @timed("speaker embeddings")
     def embed_windows(self, wave: np.ndarray, win_s: float = 1.5, hop_s: float = 0.75,
@@ -156,20 +164,19 @@ class _OnnxModel:
     many small convolutions rather than arithmetic. A session per thread count (torch's setting)."""
 
     def __init__(self, path: Path):
-        self.path, self.sessions, self.threads = path, {}, 1
+        self.path, self.sessions = path, {}
 
-    def set_threads(self, threads: int) -> None:
-        self.threads = max(1, threads)
-
-    def run(self, feats: np.ndarray) -> np.ndarray:
+    def run(self, feats: np.ndarray, threads: int = 1) -> np.ndarray:
+        """(batch, frames, 80) mean-normalised fbank → (batch, 192) raw embeddings."""
         import onnxruntime
 
-        if self.threads not in self.sessions:
+        threads = max(1, threads)
+        if threads not in self.sessions:
             options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads, options.inter_op_num_threads = self.threads, 1
-            self.sessions[self.threads] = onnxruntime.InferenceSession(
-                str(self.path), options, providers=["CPUExecutionProvider"])
-        return self.sessions[self.threads].run(None, {"feats": np.ascontiguousarray(feats, np.float32)})[0]
+            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+            self.sessions[threads] = onnxruntime.InferenceSession(str(self.path), options,
+                                                                  providers=["CPUExecutionProvider"])
+        return self.sessions[threads].run(None, {"feats": np.ascontiguousarray(feats, np.float32)})[0]
 
 
 def _onnx_session(model: torch.nn.Module) -> _OnnxModel:
