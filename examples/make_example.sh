@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-say() { flite -voice "$1" -t "$2" -o "$tmp/raw.wav"; sox "$tmp/raw.wav" -r 16000 -b 16 -c 1 "$3" norm -3; }
+say() { flite -voice "$1" -t "$2" -o "$tmp/raw.wav"; sox -D "$tmp/raw.wav" -r 16000 -b 16 -c 1 "$3" norm -3; }  # -D: no random dither
 turns=(
   "slt|Good morning. Did you get a chance to read the budget report?"
   "rms|I did. The travel costs look much higher than last year."

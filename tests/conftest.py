@@ -24,10 +24,10 @@ REAL_SPEECH = Path("/usr/share/pocketsphinx/test/data")  # Debian's pocketsphinx
 
 
 def synthesize(voice: str, text: str, path: Path) -> Path:
-    """flite speech, resampled to 16 kHz mono 16-bit by sox."""
+    """flite speech, resampled to 16 kHz mono 16-bit by sox, without dither: the same every run."""
     raw = path.with_suffix(".raw.wav")
     subprocess.run(["flite", "-voice", voice, "-t", text, "-o", str(raw)], check=True)
-    subprocess.run(["sox", str(raw), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", str(path), "norm", "-3"], check=True)
+    subprocess.run(["sox", "-D", str(raw), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", str(path), "norm", "-3"], check=True)
     raw.unlink()
     return path
 

@@ -112,7 +112,8 @@ class Voice:
         with tempfile.TemporaryDirectory(prefix="speakerlm-tts-") as tmp:
             raw, out = Path(tmp) / "raw.wav", Path(tmp) / "out.wav"
             _run_engine(self.engine, self.base, _spoken(text, self.language), raw, Path(tmp))
-            _run(["sox", str(raw), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", str(out), *self.sox_effects()])
+            # -D: no dither (sox's default adds random noise at 16 bits), so a text gives the same samples every time
+            _run(["sox", "-D", str(raw), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", str(out), *self.sox_effects()])
             return _finish(load_audio(out))
 
     def sox_effects(self) -> list[str]:
