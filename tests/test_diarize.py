@@ -102,7 +102,7 @@ def test_long_recordings_cluster_a_subsample_and_label_every_window(tts):
                            load_audio(tts("rms", "well")), gap, load_audio(tts("slt", "rice"))])
     regions = speech_regions(wave)
     full = Diarizer(load_speaker_encoder("campp"))
-    small = Diarizer(full.encoder, replace(full.config, max_cluster_windows=10))  # of ~16 clustering windows
+    small = Diarizer(full.encoder, replace(full.config, max_cluster_windows=10))  # of 13 clustering windows
     (a, ca), (b, cb) = full.diarize(wave, regions), small.diarize(wave, regions)
     assert len(ca) == len(cb) == 2
     speech = a >= 0
