@@ -50,7 +50,7 @@ def dev_inputs(model: SpeakerLM, dev: Path, clips: int, clip_seconds: float, cac
 def score_piece(model: SpeakerLM, clip, mode: str, rng: random.Random, distractors: int):
     """One piece through the model alone in one registration mode, scored."""
     ex = make_example(clip, mode, rng, distractors)
-    hyp = decode(model, ex, max_new_tokens=int(40 + 8 * clip.frame_speaker.shape[0] / ENCODER_FRAMES_PER_SECOND))
+    hyp = decode(model, ex, max_new_tokens=int(40 + 8 * clip.frames / ENCODER_FRAMES_PER_SECOND))
     return score_clip(ex.turns, hyp, registered=mode != "no")
 
 

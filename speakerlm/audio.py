@@ -27,7 +27,7 @@ def load_audio(path: Pathlike) -> np.ndarray:
     Raises UserError, with the file name and a remedy, for anything that is not usable speech audio.
     """
     path = _audio_path(path)
-    with _readable(path):
+    with readable(path):
         wave, sr = _read_mono(path)
     return prepare_wave(wave, sr, source=str(path), owned=True)
 
@@ -39,7 +39,7 @@ def check_audio_file(path: Pathlike) -> str:
     import soundfile as sf
 
     path = _audio_path(path)
-    with _readable(path):
+    with readable(path):
         sf.info(str(path))
     return str(path)
 
@@ -56,7 +56,7 @@ def _audio_path(path: Pathlike) -> Path:
 
 
 @contextmanager
-def _readable(path: Path) -> Iterator[None]:
+def readable(path: Path) -> Iterator[None]:
     """soundfile's errors (LibsndfileError, RuntimeError or TypeError by format) as one UserError line."""
     try:
         yield

@@ -61,9 +61,10 @@ class Backbone(nn.Module):
     def decode_tokens(self, ids: list[int]) -> str:
         raise NotImplementedError
 
-    def prompt(self, audio: torch.Tensor, slot_embs: list[torch.Tensor], names: list[str]
-               ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """(prompt embeddings (P, d), cross-attention memory (T, d_encoder) or None) for one clip."""
+    def prompt(self, audio: torch.Tensor, slot_embs: list[torch.Tensor], names: list[str], task: str = "sdr",
+               language: Optional[str] = None) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(prompt embeddings (P, d), cross-attention memory (T, d_encoder) or None) for one clip;
+        `task` "sdr" (who said what) or "asr" (the words only, curriculum stage 1)."""
         raise NotImplementedError
 
     def run(self, embeds: torch.Tensor, mask: torch.Tensor, memory: Optional[torch.Tensor], cache=None):
@@ -87,10 +88,18 @@ class WhisperBackbone(Backbone):
 
         whisper, self.processor = load_whisper(config.whisper)
         self.encoder, self.decoder, self.proj_out = whisper.model.encoder, whisper.model.decoder, whisper.proj_out
+        self.decoder.to(getattr(torch, config.llm_dtype))  # the LLM's dtype; the encoder stays float32
+        self.proj_out.to(getattr(torch, config.llm_dtype))
         self.d_model = self.d_encoder = whisper.config.d_model
         ids = {t: self.processor.tokenizer.convert_tokens_to_ids(t) for t in
-               ("<|startofprev|>", "<|startoftranscript|>", "<|notimestamps|>", "<|startoflm|>", "<|endoftext|>")}
-        self.prefix_ids = [ids["<|startoftranscript|>"], ids["<|notimestamps|>"]]
+               ("<|startofprev|>", "<|startoftranscript|>", "<|notimestamps|>", "<|startoflm|>", "<|endoftext|>",
+                "<|transcribe|>")}
+        self.sot_id, self.transcribe_id, self.notimestamps_id = (
+            ids["<|startoftranscript|>"], ids["<|transcribe|>"], ids["<|notimestamps|>"])
+        # a multilingual Whisper is told the language and the task after <|startoftranscript|>, as it was
+        # trained; an English-only one takes neither
+        self.multilingual = bool(whisper.generation_config.is_multilingual)
+        self.languages = dict(getattr(whisper.generation_config, "lang_to_id", None) or {})
         self.prev_id, self.turn_id, self.eos_id = ids["<|startofprev|>"], ids["<|startoflm|>"], ids["<|endoftext|>"]
         self.slot_embedding = nn.Parameter(torch.zeros(self.d_model))  # marks a registration position
         self.suppressed = [i for i in range(ids["<|startoftranscript|>"], whisper.config.vocab_size) if i != self.turn_id]
@@ -113,10 +122,22 @@ class WhisperBackbone(Backbone):
     def decode_tokens(self, ids):
         return self.processor.tokenizer.decode(ids, skip_special_tokens=True)
 
-    def prompt(self, audio, slot_embs, names):
-        parts = [self.embed_tokens(torch.tensor([self.prev_id]))]
+    def prefix_ids(self, language: Optional[str] = None) -> list[int]:
+        """`<|startoftranscript|>` [`<|lang|>` `<|transcribe|>`] `<|notimestamps|>`."""
+        if not self.multilingual:
+            if language not in (None, "en"):
+                raise ValueError(f"language {language!r}: this Whisper is English-only; use a multilingual one (base)")
+            return [self.sot_id, self.notimestamps_id]
+        token = f"<|{language or 'en'}|>"
+        if token not in self.languages:
+            raise ValueError(f"language {language!r}: not one of Whisper's languages")
+        return [self.sot_id, self.languages[token], self.transcribe_id, self.notimestamps_id]
+
+    def prompt(self, audio, slot_embs, names, task="sdr", language=None):
+        # registration blocks sit in the previous-text region; plain ASR is Whisper's own prompt
+        parts = [] if task == "asr" else [self.embed_tokens(torch.tensor([self.prev_id]))]
         parts += [(e + self.slot_embedding)[None] for e in slot_embs]
-        parts.append(self.embed_tokens(torch.tensor(self.prefix_ids)))
+        parts.append(self.embed_tokens(torch.tensor(self.prefix_ids(language))))
         return torch.cat(parts), audio
 
     def run(self, embeds, mask, memory, cache=None):
@@ -130,27 +151,29 @@ class WhisperBackbone(Backbone):
 
 class DecoderOnlyBackbone(Backbone):
     SYSTEM = "You are a helpful assistant."
-    INSTRUCTION = "Transcribe by roles."  # the paper's No/Match/Over-Regist instruction
-    TURN_TOKEN = "<file_sep>"  # a special token SmolLM2 never writes in prose; any unused token works
+    INSTRUCTIONS = {"sdr": "Transcribe by roles.",  # the paper's No/Match/Over-Regist instruction
+                    "asr": "Transcribe the speech."}  # its stage-1 ASR alignment
+    TURN_TOKEN = "<|speaker_turn|>"  # added to the tokenizer (llm.add_turn_token)
     lora_targets = ("q_proj", "v_proj", "k_proj", "o_proj")
 
     def __init__(self, config):
         super().__init__()
-        from speakerlm.pretrained.llm import load_llm
+        from speakerlm.pretrained.llm import add_turn_token, load_llm
         from speakerlm.pretrained.whisper import load_whisper
 
-        whisper, self.processor = load_whisper(config.whisper)
+        whisper, self.processor = load_whisper(config.whisper)  # the audio encoder stays float32
         self.audio_encoder = whisper.model.encoder
         self.d_encoder = whisper.config.d_model
-        self.llm, self.tokenizer = load_llm(config.llm)
+        self.llm, self.tokenizer = load_llm(config.llm, config.llm_dtype)
         self.d_model = self.llm.config.hidden_size
         self.projector = AudioProjector(self.d_encoder, self.d_model, config.projector_layers)
-        self.turn_id = self.tokenizer.convert_tokens_to_ids(self.TURN_TOKEN)
-        if self.turn_id is None or self.turn_id == self.tokenizer.unk_token_id:
-            self.turn_id = self.tokenizer.eos_token_id  # a tiny test vocabulary without it
-        self.eos_id = self.tokenizer.convert_tokens_to_ids("<|im_end|>") or self.tokenizer.eos_token_id
-        head = f"<|im_start|>system\n{self.SYSTEM}<|im_end|>\n<|im_start|>user\n{self.INSTRUCTION}"
-        self.head_ids = self.tokenize(head)
+        # the answer ends at the chat's end-of-turn (ChatML `<|im_end|>`, Qwen's and SmolLM2's EOS)
+        vocab = self.tokenizer.get_vocab()
+        self.eos_id = vocab["<|im_end|>"] if "<|im_end|>" in vocab else self.tokenizer.eos_token_id
+        stops = {self.eos_id, self.tokenizer.eos_token_id, self.tokenizer.pad_token_id} - {None}
+        self.turn_id = add_turn_token(self.tokenizer, self.llm, self.TURN_TOKEN, stops)
+        self.head_ids = {task: self.tokenize(f"<|im_start|>system\n{self.SYSTEM}<|im_end|>\n<|im_start|>user\n{text}")
+                         for task, text in self.INSTRUCTIONS.items()}
         self.start_ids, self.end_ids = self.tokenize("<start>"), self.tokenize("<end>")
         self.tail_ids = self.tokenize("<|im_end|>\n<|im_start|>assistant\n")
 
@@ -163,9 +186,9 @@ class DecoderOnlyBackbone(Backbone):
     def decode_tokens(self, ids):
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
-    def prompt(self, audio, slot_embs, names):
+    def prompt(self, audio, slot_embs, names, task="sdr", language=None):
         emb = lambda ids: self.embed_tokens(torch.tensor(ids, dtype=torch.long))
-        parts = [emb(self.head_ids)]
+        parts = [emb(self.head_ids[task])]
         for name, e in zip(names, slot_embs):  # the paper's Fig. 2 block: name <start>[embedding]<end>
             parts += [emb(self.tokenize(f" {name}")), emb(self.start_ids), e[None], emb(self.end_ids)]
         parts += [emb(self.tokenize(" ")), emb(self.start_ids), self.projector(audio[None])[0], emb(self.end_ids),

@@ -29,21 +29,28 @@ class Beam:
 @timed("decoding")
 def decode(model: SpeakerLM, ex: Example, max_new_tokens: int = 400, num_beams: int = 1,
            repeat_limit: int = 4) -> list[Turn]:
-    """Turns for one clip; the caller caps `max_new_tokens` by the audio's duration."""
+    """Turns for one clip; the caller caps `max_new_tokens` by the audio's duration. An "asr"
+    example gives one turn with an empty speaker: the words, no markers."""
+    with model.autocast():
+        return _decode(model, ex, max_new_tokens, num_beams, repeat_limit)
+
+
+def _decode(model: SpeakerLM, ex: Example, max_new_tokens: int, num_beams: int, repeat_limit: int) -> list[Turn]:
     from transformers import DynamicCache
 
     backbone = model.backbone
     names = [n for n, _ in ex.slots]
     slot_embs = [model.speaker_projector(e) for _, e in ex.slots]
     presence = model.presence_bias(ex)
-    prompt, memory = backbone.prompt(model.memory(ex), slot_embs, names)
+    prompt, memory = backbone.prompt(model.memory(ex), slot_embs, names, ex.task, ex.language)
     memory = None if memory is None else memory[None]
     cache = DynamicCache()
     hidden, cache = backbone.run(prompt[None], torch.ones(1, len(prompt), dtype=torch.long), memory, cache)
     last = hidden[:, -1]  # shape: (beams, d)
-    beams = [Beam(0.0, (), 0, False)]
+    asr = ex.task == "asr"
+    beams = [Beam(0.0, (("", ()),) if asr else (), 0, False)]  # ASR: one open turn, no speaker
     finished: list[tuple[float, tuple]] = []
-    suppressed = list(backbone.suppressed)
+    suppressed = list(backbone.suppressed) + ([backbone.turn_id] if asr else [])
     for _ in range(min(max_new_tokens, backbone.max_positions - len(prompt) - 2)):
         logprobs = model.logits(last).float()
         logprobs[:, suppressed] = float("-inf")

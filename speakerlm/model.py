@@ -51,6 +51,9 @@ class SpeakerLMConfig:
     lora_rank: int = 0  # 0 = no adapters (the LLM's own weights are trained, if any); >0 = LoRA of this rank
     lora_alpha: int = 32
     projector_layers: int = 2  # decoder-only audio projector: Transformer layers before the CNN
+    # dtype of the LLM's pretrained weights: "bfloat16" halves a large LLM's memory; what trains is
+    # kept in float32 (train.set_trainable) and the forward pass runs under bf16 autocast
+    llm_dtype: str = "float32"
 
     @property
     def speaker_dim(self) -> int:
@@ -65,6 +68,8 @@ class Example:
     frame_speaker: Optional[torch.Tensor]  # (frames, speaker_dim) or None
     slots: list[tuple[str, torch.Tensor]]  # registered (name, voiceprint (speaker_dim,)), in prompt order
     turns: list[Turn] = field(default_factory=list)  # target turns (labels = slot names or `spk k`); empty at inference
+    task: str = "sdr"  # "sdr": who said what (turns, speakers); "asr": the words only (curriculum stage 1)
+    language: Optional[str] = None  # spoken language, for a multilingual backbone's prefix (None = English)
 
 
 class SpeakerLM(nn.Module):
@@ -72,6 +77,8 @@ class SpeakerLM(nn.Module):
         super().__init__()
         if config.backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {config.backbone!r}; choose one of {sorted(BACKBONES)}")
+        if config.llm_dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"llm_dtype must be float32 or bfloat16, got {config.llm_dtype!r}")
         self.config = config
         self.backbone: Backbone = BACKBONES[config.backbone](config)
         d, d_encoder = self.backbone.d_model, self.backbone.d_encoder
@@ -99,6 +106,9 @@ class SpeakerLM(nn.Module):
 
             inject_adapter_in_model(LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha,
                                                target_modules=list(self.backbone.lora_targets)), self.backbone.llm)
+            for name, p in self.backbone.llm.named_parameters():  # peft gives adapters the base layer's dtype
+                if "lora_" in name:
+                    p.data = p.data.float()
         # the new parts train, the pretrained ones are frozen (curriculum stage 2); the trainer unfreezes
         # the encoder and the LLM for the stages that train them (train.set_trainable)
         self.backbone.audio_encoder.requires_grad_(False)
@@ -118,6 +128,12 @@ class SpeakerLM(nn.Module):
         then encoder states cached from the packaged encoder do not fit this model."""
         return any(n.startswith("backbone.audio_encoder.") or n.startswith("backbone.encoder.")
                    for n in self.trained_names())
+
+    def autocast(self):
+        """bf16 autocast when the LLM's weights are bf16 (so float32 heads and bf16 layers meet in one
+        dtype); a no-op context for a float32 model."""
+        device = next(self.parameters()).device.type
+        return torch.autocast(device, dtype=torch.bfloat16, enabled=self.config.llm_dtype == "bfloat16")
 
     # ------------------------------------------------------------ inputs
     @timed("audio encoder")
@@ -186,6 +202,10 @@ class SpeakerLM(nn.Module):
     # ------------------------------------------------------------ training
     def forward(self, batch: list[Example]) -> tuple[torch.Tensor, torch.Tensor]:
         """(LM logits (B, L, vocab), loss = LM cross-entropy on response tokens + pointer cross-entropy)."""
+        with self.autocast():
+            return self._forward(batch)
+
+    def _forward(self, batch: list[Example]) -> tuple[torch.Tensor, torch.Tensor]:
         seqs = [self._sequence(ex) for ex in batch]
         B, L = len(seqs), max(len(s[0]) for s in seqs)
         embeds = torch.zeros(B, L, self.backbone.d_model)
@@ -203,7 +223,7 @@ class SpeakerLM(nn.Module):
             labels[i, : len(lab)] = torch.tensor(lab)
         hidden, _ = self.backbone.run(embeds, mask, memory)
         # shape: hidden (B, L, d)
-        logits = self.logits(hidden)
+        logits = self.logits(hidden).float()
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE)
         ptr_losses = []
         for i, (ex, (_, _, _, pos, target)) in enumerate(zip(batch, seqs)):
@@ -220,6 +240,10 @@ class SpeakerLM(nn.Module):
     def teacher_forced_speakers(self, ex: Example) -> tuple[list[int], list[int]]:
         """(pointer's choice, true class) at every turn marker of `ex`'s target turns, the earlier turns
         given as they truly are: how well the pointer picks speakers when the words are right."""
+        with self.autocast():
+            return self._teacher_forced_speakers(ex)
+
+    def _teacher_forced_speakers(self, ex: Example) -> tuple[list[int], list[int]]:
         embeds, memory, _, pos, target = self._sequence(ex)
         hidden, _ = self.backbone.run(embeds[None], torch.ones(1, len(embeds), dtype=torch.long),
                                       None if memory is None else memory[None])
@@ -234,10 +258,12 @@ class SpeakerLM(nn.Module):
         the positions and targets of the pointer (one per turn marker)."""
         names = [n for n, _ in ex.slots]
         slot_embs = [self.speaker_projector(e) for _, e in ex.slots]
-        prompt, memory = self.backbone.prompt(self.memory(ex), slot_embs, names)
+        prompt, memory = self.backbone.prompt(self.memory(ex), slot_embs, names, ex.task, ex.language)
         SPK = -1  # placeholder in the response stream for the pointer-chosen speaker input
         response, classes = [], []
-        for turn in ex.turns:
+        if ex.task == "asr":  # the words alone: no turn markers, no speakers
+            response = self.backbone.tokenize(" " + " ".join(t.text.strip() for t in ex.turns))
+        for turn in ex.turns if ex.task == "sdr" else ():
             classes.append(self.speaker_class(turn.speaker, names))
             response += [self.backbone.turn_id, SPK] + self.backbone.tokenize(" " + turn.text.strip())
         response.append(self.backbone.eos_id)

@@ -63,13 +63,20 @@ class TrainConfig:
     eval_clips: int = 20  # dev clips per evaluation
     save_every: int = 50  # steps between checkpoints
     seed: int = 0
+    gradient_checkpointing: bool = False  # trade compute for activation memory (a large LLM on a GPU)
+    # "sdr": who said what, in a registration mode; "asr": single-speaker utterances, words only
+    # (stage 1's alignment of the audio projector, paper §3.3)
+    data_mode: str = "sdr"
+    segment_seconds: tuple[float, float] = (40.0, 50.0)  # recordings longer are cut into such training clips
+    language: Optional[str] = None  # spoken language of the data (a multilingual backbone's prefix; scoring)
+    channel: Optional[int] = None  # lhotse channel id to train on (multi-channel data); None mixes one-file channels
 
 
 # The curriculum (paper §3.3). For the Whisper backbone the pretrained decoder already did stage 1's
 # ASR; because a frozen Whisper decoder cannot learn to emit turn markers, its stage 2 also trains the
 # decoder (LoRA or layers) — a deviation recorded in the README with the measurement behind it.
 STAGES: dict[int, dict] = {
-    1: dict(train_encoder=False, train_llm=True),  # ASR alignment
+    1: dict(train_encoder=False, train_llm=True, data_mode="asr"),  # ASR alignment
     2: dict(train_encoder=False, train_llm=False),  # simulated SDR, projectors only
     3: dict(train_encoder=True, train_llm=False),  # encoder + projectors
     4: dict(train_encoder=True, train_llm=True),  # everything, LoRA on the LLM
@@ -88,6 +95,12 @@ def set_trainable(model: SpeakerLM, cfg: TrainConfig) -> SpeakerLM:
     for name, p in backbone.llm.named_parameters():
         own = "lora_" in name if model.config.lora_rank > 0 else not name.startswith(backbone.frozen_llm_prefixes)
         p.requires_grad_(cfg.train_llm and own)
+    for p in model.parameters():  # mixed precision: what trains is kept in float32, frozen weights may be bf16
+        if p.requires_grad and p.dtype != torch.float32:
+            p.data = p.data.float()
+    if cfg.gradient_checkpointing:  # recompute each layer's activations in the backward pass
+        for part in {id(m): m for m in (backbone.llm, backbone.audio_encoder)}.values():
+            part.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model
 
 
@@ -95,17 +108,39 @@ def set_trainable(model: SpeakerLM, cfg: TrainConfig) -> SpeakerLM:
 
 @dataclass
 class ClipInputs:
+    """One clip's model inputs. The large tensors are either held (`audio`, `frame_speaker`) or read
+    from their cache file at each use (`source`): training memory then does not grow with the hours
+    of data, only the voiceprints (a few hundred floats per speaker) stay in memory."""
+
     id: str
-    audio: torch.Tensor  # (frames, d_enc) encoder states (frozen encoder) — or log-mel windows
-    frame_speaker: torch.Tensor  # (frames, speaker_dim)
+    audio: Optional[torch.Tensor]  # (frames, d_enc) encoder states (frozen encoder), or log-mel windows; None: in `source`
+    frame_speaker: Optional[torch.Tensor]  # (frames, speaker_dim); None: in `source`
     reference: list[Turn]  # reference turns, speakers by dataset id
     voiceprints: dict[str, torch.Tensor]  # reference speaker → enrolment embedding
     distractors: dict[str, torch.Tensor]  # absent speaker → enrolment embedding
+    frames: int = 0  # encoder frames (50 per second); from frame_speaker when held
+    source: Optional[Path] = None  # the safetensors file holding "audio" and "frame_speaker"
+    device: Optional[torch.device] = None  # where the tensors go when read (an accelerator)
+
+    def __post_init__(self):
+        if not self.frames and self.frame_speaker is not None:
+            self.frames = self.frame_speaker.shape[0]
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(audio, frame_speaker), on `device`."""
+        audio, stream = self.audio, self.frame_speaker
+        if audio is None:
+            from safetensors import safe_open
+
+            with safe_open(str(self.source), framework="pt") as f:
+                audio, stream = f.get_tensor("audio"), f.get_tensor("frame_speaker")
+        if self.device is not None:
+            audio, stream = audio.to(self.device), stream.to(self.device)
+        return audio, stream
 
     @property
     def cost(self) -> int:
-        frames = self.frame_speaker.shape[0]  # audio may be encoder states or log-mel windows
-        return frames // 2 + sum(len(t.text) for t in self.reference) // 4
+        return self.frames // 2 + sum(len(t.text) for t in self.reference) // 4
 
 
 def feature_cache(root: Path, dataset: Path, config: SpeakerLMConfig, train_encoder: bool) -> Path:
@@ -120,7 +155,8 @@ def prepare_inputs(model: SpeakerLM, clips, cache: Path, train_encoder: bool = F
     """Compute (or read from `cache`) each clip's encoder states, frame speaker stream and voiceprints.
     Over-Regist distractors come from other clips' speakers (paper §3.2), so no distractor audio is
     embedded here: `distractor_pool` builds them from the voiceprints, once all datasets are read."""
-    from safetensors.torch import load_file, save_file
+    from safetensors import safe_open
+    from safetensors.torch import save_file
     from tqdm import tqdm
 
     from speakerlm.cache import atomic_path
@@ -159,10 +195,10 @@ def prepare_inputs(model: SpeakerLM, clips, cache: Path, train_encoder: bool = F
                 tensors.update({f"spk/{s}": voiceprint(v) for s, v in clip.enrolment.items()})
             with atomic_path(path) as tmp:
                 save_file(tensors, str(tmp))
-        t = load_file(str(path))
-        out.append(ClipInputs(clip.id, t["audio"], t["frame_speaker"], list(clip.reference),
-                              {k[4:]: v for k, v in t.items() if k.startswith("spk/")},
-                              {}))
+        with safe_open(str(path), framework="pt") as f:  # the voiceprints now, the rest at each use
+            enrolled = {k[4:]: f.get_tensor(k) for k in f.keys() if k.startswith("spk/")}
+            frames = f.get_slice("frame_speaker").get_shape()[0]
+        out.append(ClipInputs(clip.id, None, None, list(clip.reference), enrolled, {}, frames=frames, source=path))
     return out
 
 
@@ -204,12 +240,17 @@ def draw_names(rng: random.Random, n: int) -> list[str]:
 
 
 def make_example(clip: ClipInputs, mode: str, rng: random.Random, n_distractors: int = 0,
-                 partial: bool = False) -> Example:
-    """One training/eval example in a registration mode: names drawn from the pool, order shuffled.
-    `partial`: a random non-empty proper subset of the speakers is registered (clips of ≥ 2 speakers)."""
+                 partial: bool = False, language: Optional[str] = None) -> Example:
+    """One training/eval example in a registration mode ("match", "no", "over"; or "asr", the words
+    alone): names drawn from the pool, order shuffled. `partial`: a random non-empty proper subset of
+    the speakers is registered (clips of ≥ 2 speakers)."""
     speakers = list(dict.fromkeys(t.speaker for t in clip.reference))
+    audio, stream = clip.tensors()
+    if mode == "asr":
+        return Example(audio, stream, [], [Turn("", " ".join(t.text for t in clip.reference))], task="asr",
+                       language=language)
     if mode == "no" or not all(s in clip.voiceprints for s in speakers):
-        return Example(clip.audio, clip.frame_speaker, [], target_turns(clip.reference))
+        return Example(audio, stream, [], target_turns(clip.reference), language=language)
     registered = rng.sample(speakers, rng.randint(1, len(speakers) - 1)) if partial and len(speakers) > 1 else speakers
     names = draw_names(rng, len(registered) + (n_distractors if mode == "over" else 0))
     rename = dict(zip(registered, names))
@@ -220,7 +261,8 @@ def make_example(clip: ClipInputs, mode: str, rng: random.Random, n_distractors:
             slots.append((name, emb))
     rng.shuffle(slots)
     reference = [Turn(rename.get(t.speaker, t.speaker), t.text, t.start, t.end) for t in clip.reference]
-    return Example(clip.audio, clip.frame_speaker, slots, target_turns(reference, registered=rename.values()))
+    return Example(audio, stream, slots, target_turns(reference, registered=rename.values()),
+                   language=language)
 
 
 def batches(clips: list[ClipInputs], cfg: TrainConfig, rng: random.Random) -> Iterator[list[int]]:
@@ -240,6 +282,8 @@ def batches(clips: list[ClipInputs], cfg: TrainConfig, rng: random.Random) -> It
 
 
 def registration_mode(cfg: TrainConfig, rng: random.Random) -> tuple[str, int]:
+    if cfg.data_mode == "asr":
+        return "asr", 0
     u = rng.random()
     p_match, p_no, _ = cfg.registration
     if u < p_match:
@@ -273,21 +317,26 @@ def save_checkpoint(out: Path, model: SpeakerLM, optimizer, step: int, rng: rand
     shutil.rmtree(old, ignore_errors=True)
 
 
-def evaluate_dev(model: SpeakerLM, clips: list[ClipInputs], seed: int = 0) -> dict:
-    """WER and cpWER (No-Regist), saWER (Match-Regist) on dev clips, micro-averaged."""
+def evaluate_dev(model: SpeakerLM, clips: list[ClipInputs], seed: int = 0, data_mode: str = "sdr",
+                 language: Optional[str] = None) -> dict:
+    """WER and cpWER (No-Regist), saWER (Match-Regist) on dev clips, micro-averaged; in the "asr" data
+    mode WER alone. Chinese (language zh*) is scored by characters: the error rates are then CERs."""
     from speakerlm.decoding import decode
     from speakerlm.metrics import aggregate, score_clip
     from speakerlm.pretrained.whisper import ENCODER_FRAMES_PER_SECOND
 
     model.eval()
     rng = random.Random(seed)
-    scores = {"no": [], "match": []}
+    scoring = "zh" if (language or "").startswith("zh") else "en"
+    scores = {"asr": []} if data_mode == "asr" else {"no": [], "match": []}
     for clip in clips:
         for mode in scores:
-            ex = make_example(clip, mode, rng)
-            hyp = decode(model, ex, max_new_tokens=int(40 + 8 * clip.frame_speaker.shape[0] / ENCODER_FRAMES_PER_SECOND))
-            scores[mode].append(score_clip(ex.turns, hyp, registered=mode == "match"))
+            ex = make_example(clip, mode, rng, language=language)
+            hyp = decode(model, ex, max_new_tokens=int(40 + 8 * clip.frames / ENCODER_FRAMES_PER_SECOND))
+            scores[mode].append(score_clip(ex.turns, hyp, registered=mode == "match", language=scoring))
     model.train()
+    if data_mode == "asr":
+        return {"wer": aggregate(scores["asr"])["wer"]}
     no, match = aggregate(scores["no"]), aggregate(scores["match"])
     return {"wer": no["wer"], "cpwer": no["cpwer"], "sawer": match["sawer"], "match_wer": match["wer"]}
 
@@ -338,7 +387,8 @@ def train(cfg: TrainConfig, data: Path | list[Path], out: Path, dev: Optional[Pa
             shares = [next(stream) for _ in range(accelerator.num_processes)]  # a batch for every process…
             drawn += accelerator.num_processes
             partial = mode != "no" and rng.random() < cfg.partial_registration
-            batch = [make_example(inputs[i], mode, rng, n_ov, partial) for i in shares[accelerator.process_index]]  # …this one's
+            batch = [make_example(inputs[i], mode, rng, n_ov, partial, cfg.language)
+                     for i in shares[accelerator.process_index]]  # …this one's
             _, loss = model(batch)
             accelerator.backward(loss / cfg.accumulation)
             total += loss.item() / cfg.accumulation
@@ -350,12 +400,16 @@ def train(cfg: TrainConfig, data: Path | list[Path], out: Path, dev: Optional[Pa
         bar.set_postfix(loss=f"{total:.3f}")
         if not accelerator.is_main_process:
             continue
-        _log(log, {"step": step, "loss": round(total, 5), "lr": learning_rate(cfg, step - 1),
-                   "seconds": round(time.perf_counter() - started, 3), "processes": accelerator.num_processes})
+        record = {"step": step, "loss": round(total, 5), "lr": learning_rate(cfg, step - 1),
+                  "seconds": round(time.perf_counter() - started, 3), "processes": accelerator.num_processes}
+        if accelerator.device.type == "cuda":
+            record["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(accelerator.device) / 2**20)
+        _log(log, record)
         if step % cfg.save_every == 0 or step == last:
             save_checkpoint(out, accelerator.unwrap_model(model), optimizer, step, rng, drawn)
         if dev_inputs and cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
-            _log(log, {"step": step, **evaluate_dev(accelerator.unwrap_model(model), dev_inputs)})
+            _log(log, {"step": step, **evaluate_dev(accelerator.unwrap_model(model), dev_inputs,
+                                                    data_mode=cfg.data_mode, language=cfg.language)})
             plot_training_curve(out / "log.jsonl", out / "training_curve.png")
     bar.close()
     if accelerator.is_main_process:
@@ -374,11 +428,22 @@ def _starting_model(cfg: TrainConfig, resume: Path, init: Optional[Path]) -> Spe
     return model
 
 
+def training_clips(path: Path, cfg: TrainConfig) -> list:
+    """A dataset's clips as training sees them: recordings longer than the training segments cut into
+    them (references clipped, enrolment from the same speaker elsewhere in the recording); in the
+    "asr" data mode, every single-speaker utterance of them."""
+    from speakerlm.data.datasets import load_dataset, single_speaker_utterances
+
+    clips = load_dataset(path, segments=cfg.segment_seconds, channel=cfg.channel)
+    if cfg.data_mode == "asr":
+        clips = [u for c in clips for u in single_speaker_utterances(c)]
+    return clips
+
+
 def _training_inputs(model: SpeakerLM, cfg: TrainConfig, data, dev: Optional[Path], out: Path,
                      limit: Optional[int], accelerator) -> tuple[list[ClipInputs], list[ClipInputs]]:
     """Every dataset's clips as cached model inputs, with Over-Regist distractors from all of them."""
-    from speakerlm.data.datasets import load_dataset
-
+    clips = lambda path, n: training_clips(path, cfg)[:n]
     # cached encoder states are the packaged encoder's; a model whose encoder an earlier stage trained
     # (and this one freezes) needs its own
     features = out / "features" if model.encoder_trained and not cfg.train_encoder else out.parent / "features"
@@ -386,17 +451,17 @@ def _training_inputs(model: SpeakerLM, cfg: TrainConfig, data, dev: Optional[Pat
     inputs = []
     with accelerator.main_process_first():  # the main process fills the feature cache, the others read it
         for path in [data] if isinstance(data, Path) else data:
-            inputs += prepare_inputs(model, load_dataset(path)[:limit], cache(path), cfg.train_encoder,
+            inputs += prepare_inputs(model, clips(path, limit), cache(path), cfg.train_encoder,
                                      progress=accelerator.is_main_process)
-    if accelerator.device.type != "cpu":
-        # the model builds prompts and labels from fresh tensors: let them, and the cached inputs, live
-        # on the accelerator
-        torch.set_default_device(accelerator.device)
-        for c in inputs:
-            c.audio, c.frame_speaker = c.audio.to(accelerator.device), c.frame_speaker.to(accelerator.device)
-            c.voiceprints = {k: v.to(accelerator.device) for k, v in c.voiceprints.items()}
-    dev_inputs = prepare_inputs(model, load_dataset(dev)[: cfg.eval_clips], cache(dev), cfg.train_encoder,
+    dev_inputs = prepare_inputs(model, clips(dev, cfg.eval_clips), cache(dev), cfg.train_encoder,
                                 progress=False) if dev else []
+    if accelerator.device.type != "cpu":
+        # the model builds prompts and labels from fresh tensors: let them, and every clip's inputs as
+        # it is read, live on the accelerator
+        torch.set_default_device(accelerator.device)
+        for c in inputs + dev_inputs:
+            c.device = accelerator.device
+            c.voiceprints = {k: v.to(accelerator.device) for k, v in c.voiceprints.items()}
     return distractor_pool(inputs), dev_inputs
 
 
@@ -458,6 +523,14 @@ def add_train_parser(subparsers) -> None:
     p.add_argument("--limit", type=int, help="use only the first N training clips")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--stop-after", type=int, help="end this sitting after N steps (resume later)")
+    p.add_argument("--llm-dtype", default="float32", choices=("float32", "bfloat16"),
+                   help="the LLM's pretrained weights in this dtype (bfloat16: bf16 autocast, trained tensors float32)")
+    p.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in the backward pass")
+    p.add_argument("--language", help="spoken language of the data (multilingual Whisper prefix; zh is scored by characters)")
+    p.add_argument("--segment-seconds", type=float, nargs=2, default=(40.0, 50.0), metavar=("SHORTEST", "LONGEST"),
+                   help="recordings longer than LONGEST are cut into training segments of this length (default 40 50)")
+    p.add_argument("--channel", type=int, help="lhotse data: train on this channel id (e.g. one AMI headset or array "
+                   "microphone); default: the mean of a one-file recording's channels")
     p.set_defaults(func=cmd_train)
 
     e = subparsers.add_parser("export", help="turn a training checkpoint into a model folder to ship (float16)")
@@ -474,10 +547,12 @@ def cmd_train(args: argparse.Namespace) -> None:
                                              speaker_encoder=args.speaker_encoder,
                                              frame_speaker_stream=not args.no_frame_speaker_stream,
                                              slot_presence=not args.no_slot_presence,
-                                             lora_rank=args.lora_rank))
+                                             lora_rank=args.lora_rank, llm_dtype=args.llm_dtype))
     overrides = {"train_llm": True} if args.train_llm else {}
     cfg = stage_config(base, args.stage, **overrides, steps=args.steps, lr_peak=args.lr,
                        warmup_steps=args.warmup, token_budget=args.token_budget, accumulation=args.accumulation,
                        eval_every=args.eval_every, save_every=args.save_every, seed=args.seed,
-                       partial_registration=args.partial_registration)
+                       partial_registration=args.partial_registration,
+                       gradient_checkpointing=args.gradient_checkpointing, language=args.language,
+                       segment_seconds=tuple(args.segment_seconds), channel=args.channel)
     print(train(cfg, args.data, args.out, args.dev, args.init, args.limit, args.stop_after))

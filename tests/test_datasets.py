@@ -14,6 +14,7 @@ from speakerlm.audio import SAMPLE_RATE, load_audio
 from speakerlm.data.datasets import (AudioSpan, EvalClip, complete_enrolment, detect_format, load_dataset,
                                 split_clip)
 from speakerlm.errors import UserError
+from tests.conftest import write_wave
 from speakerlm.turns import Turn
 
 VOICES = {"Alice": "rms", "Bob": "slt", "Carol": "awb"}
@@ -336,3 +337,115 @@ def test_the_simulator_layout_loads_in_every_format(corpus, tmp_path):
         assert sorted(c1.distractors) == ["Carol", "Dora"] and sorted(c2.distractors) == ["Dora"]
         assert c2.distractors["Dora"] == (AudioSpan(root / "distractors" / "Dora.wav"),)
     assert load_dataset(root, format="seglst")[0].reference == c1.reference  # a folder: the *seglst* json is picked
+
+
+def write_long_meeting(folder: Path, minutes: float = 10.0, seed: int = 0) -> tuple[Path, list]:
+    """An AMI-like recipe output: one long meeting (quiet noise as audio), four speakers whose turns
+    follow each other with short pauses, overlaps, and a 90 s stretch with no pause at all; every
+    word is unique, so where each one lands can be checked."""
+    from lhotse import Recording, RecordingSet, SupervisionSegment, SupervisionSet
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    total = minutes * 60
+    wav = write_wave(folder / "ES2002a.Mix-Headset.wav", (rng.standard_normal(int(total * SAMPLE_RATE)) * 0.01).astype(np.float32))
+    sups, t, k = [], 0.5, 0
+    while t < total - 10:
+        length = float(rng.uniform(3, 9))
+        words = " ".join(f"w{k + i}" for i in range(int(length * 2.5)))
+        k += int(length * 2.5)
+        sups.append(SupervisionSegment(f"ES2002a-{len(sups):04d}", "ES2002a", round(t, 3), round(length, 3),
+                                       speaker=f"MEE00{len(sups) % 4 + 1}", text=words))
+        no_pause = 200 < t < 290
+        t += length + (float(rng.uniform(-1.0, -0.2)) if no_pause or rng.random() < 0.3 else float(rng.uniform(0.3, 1.0)))
+    RecordingSet.from_recordings([Recording.from_file(wav, recording_id="ES2002a")]).to_file(folder / "ami-ihm-mix_recordings_train.jsonl.gz")
+    SupervisionSet.from_segments(sups).to_file(folder / "ami-ihm-mix_supervisions_train.jsonl.gz")
+    return folder, sups
+
+
+def test_long_meeting_is_cut_into_training_segments_with_only_their_words(tmp_path):
+    from speakerlm.train import TrainConfig, training_clips
+
+    folder, sups = write_long_meeting(tmp_path / "ami")
+    segments = training_clips(folder, TrainConfig())
+    lengths = [c.audio.duration() for c in segments]
+    assert len(segments) >= 11 and max(lengths) <= 50.0 and sum(x < 40 for x in lengths) <= 2  # only the last two may share a short tail
+    assert [c.audio.start for c in segments] == sorted(c.audio.start for c in segments)
+    word_turn = {w: s for s in sups for w in s.text.split()}
+    seen = [w for c in segments for t in c.reference for w in t.text.split()]
+    assert sorted(seen) == sorted(word_turn)  # every word kept, in exactly one segment
+    for c in segments:
+        a, b = c.audio.start, c.audio.start + c.audio.duration()
+        for t in c.reference:
+            assert -1e-3 <= t.start <= t.end <= b - a + 1e-3
+            for w in t.text.split():  # a word lands only in a segment its turn runs through
+                assert word_turn[w].start < b and word_turn[w].end > a
+        for speaker in c.speakers:  # enrolment from the same speaker elsewhere in the meeting
+            assert c.enrolment[speaker] and not any(span.overlaps(c.audio) for span in c.enrolment[speaker])
+
+
+def test_long_meeting_lhotse_cut_over_a_turn_keeps_only_the_words_inside(tmp_path):
+    from lhotse import CutSet, load_manifest
+
+    folder, sups = write_long_meeting(tmp_path / "ami", minutes=3)
+    cuts = CutSet.from_manifests(load_manifest(folder / "ami-ihm-mix_recordings_train.jsonl.gz"),
+                                 load_manifest(folder / "ami-ihm-mix_supervisions_train.jsonl.gz"))
+    middle = sups[5]
+    offset = (middle.start + middle.end) / 2  # the cut starts inside a turn
+    CutSet.from_cuts([c.truncate(offset=offset, duration=45.0) for c in cuts]).to_file(tmp_path / "cuts.jsonl.gz")
+    clip = load_dataset(tmp_path / "cuts.jsonl.gz")[0]
+    words = middle.text.split()
+    first = clip.reference[0]
+    assert first.speaker == middle.speaker and 0 < len(first.text.split()) < len(words)
+    assert first.text.split() == words[-len(first.text.split()):]  # the turn's tail, no word it lost
+    assert all(t.start >= 0 and t.end <= 45.0 + 1e-3 for t in clip.reference)
+
+
+def test_stage1_data_mode_gives_single_speaker_utterances(tmp_path):
+    from speakerlm.train import STAGES, TrainConfig, stage_config, training_clips
+
+    folder, sups = write_long_meeting(tmp_path / "ami", minutes=3)
+    cfg = stage_config(TrainConfig(), 1)
+    assert STAGES[1]["data_mode"] == cfg.data_mode == "asr"
+    utterances = training_clips(folder, cfg)
+    assert utterances and all(len(u.reference) == 1 for u in utterances)
+    by_text = {s.text: s for s in sups}
+    for u in utterances:
+        s = by_text[u.reference[0].text]  # one whole turn that nobody talks over
+        assert not any(o is not s and o.start < s.end and s.start < o.end for o in sups)
+        assert u.audio.start == pytest.approx(s.start, abs=1e-3) and u.audio.end == pytest.approx(s.end, abs=1e-3)
+
+
+def test_long_meeting_channels_of_multi_source_and_multi_channel_recordings(tmp_path):
+    """AMI ihm-like: one file per headset (lhotse sources with channel ids); a recording in one
+    multi-channel file. A channel is chosen by id; a multi-source recording without one is refused."""
+    from lhotse import AudioSource, Recording, RecordingSet, SupervisionSegment, SupervisionSet
+
+    rng = np.random.default_rng(1)
+    n = 3 * SAMPLE_RATE
+    heads = [write_wave(tmp_path / f"head{i}.wav", (rng.standard_normal(n) * 0.05 * (i + 1)).astype(np.float32)) for i in range(2)]
+    ihm = Recording("mtg", [AudioSource("file", channels=[i], source=str(p)) for i, p in enumerate(heads)],
+                    SAMPLE_RATE, n, 3.0)
+    folder = tmp_path / "ihm"
+    folder.mkdir()
+    RecordingSet.from_recordings([ihm]).to_file(folder / "ami-ihm_recordings_train.jsonl.gz")
+    SupervisionSet.from_segments([SupervisionSegment("s0", "mtg", 0.0, 2.0, speaker="A", text="hello there")]).to_file(
+        folder / "ami-ihm_supervisions_train.jsonl.gz")
+    with pytest.raises(UserError, match="--channel"):
+        load_dataset(folder)
+    second = load_dataset(folder, channel=1)[0]
+    assert second.audio.path == heads[1] and np.allclose(second.audio.load(), load_audio(heads[1]), atol=1e-4)
+    with pytest.raises(UserError, match="no channel 5"):
+        load_dataset(folder, channel=5)
+
+    stereo = tmp_path / "stereo" / "mtg.wav"
+    stereo.parent.mkdir()
+    both = np.stack([load_audio(heads[0]), load_audio(heads[1])], axis=1)
+    sf.write(stereo, both, SAMPLE_RATE, subtype="FLOAT")
+    RecordingSet.from_recordings([Recording.from_file(stereo, recording_id="mtg")]).to_file(
+        stereo.parent / "x_recordings.jsonl.gz")
+    SupervisionSet.from_segments([SupervisionSegment("s0", "mtg", 0.0, 2.0, speaker="A", text="hello there")]).to_file(
+        stereo.parent / "x_supervisions.jsonl.gz")
+    mixed, right = load_dataset(stereo.parent)[0], load_dataset(stereo.parent, channel=1)[0]
+    assert np.allclose(right.audio.load(), both[:, 1], atol=1e-6)
+    assert np.allclose(mixed.audio.load(), both.mean(axis=1), atol=1e-6)

@@ -154,6 +154,97 @@ def test_decoder_only_beam_search_keeps_the_speakers(trained_decoder):
     assert [t.speaker for t in beam] == ["Ann", "Ben"] and beam[0].text.startswith("These days")
 
 
+@pytest.fixture(scope="module")
+def tiny_qwen_bf16(tmp_path_factory):
+    """A tiny random Qwen2 saved in bf16 (as Qwen2.5-7B-Instruct ships), SmolLM2's ChatML tokenizer
+    (EOS `<|im_end|>`, as Qwen's Instruct models)."""
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    from speakerlm.pretrained.llm import llm_dir
+
+    path = tmp_path_factory.mktemp("tiny-qwen2-bf16")
+    tokenizer = AutoTokenizer.from_pretrained(llm_dir())
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096, dtype="bfloat16")
+    Qwen2ForCausalLM(config).to(torch.bfloat16).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def test_chatml_turn_token_is_its_own_token_never_eos(tiny_qwen_bf16):
+    from transformers import AutoTokenizer
+
+    original = AutoTokenizer.from_pretrained(tiny_qwen_bf16)
+    assert original.eos_token == "<|im_end|>"
+    backbone = SpeakerLM(SpeakerLMConfig(backbone="decoder", llm=tiny_qwen_bf16)).backbone
+    tokenizer = backbone.tokenizer
+    assert backbone.eos_id == original.convert_tokens_to_ids("<|im_end|>")
+    assert backbone.turn_id == len(original)  # a new id: no token the LLM already knew
+    assert backbone.turn_id not in {backbone.eos_id, original.eos_token_id, original.pad_token_id}
+    assert tokenizer.convert_ids_to_tokens(backbone.turn_id) == backbone.TURN_TOKEN
+    assert backbone.llm.get_input_embeddings().weight.shape[0] > backbone.turn_id  # a row for it
+    assert tokenizer.encode("Alice: hi", add_special_tokens=False) == original.encode("Alice: hi", add_special_tokens=False)
+
+
+def test_bf16_llm_trains_with_float32_heads_and_decodes(clip, tiny_qwen_bf16):
+    """bf16 LLM weights (frozen), float32 LoRA adapters and heads, bf16 autocast: no dtype mismatch,
+    the loss falls, decoding runs. A float32 model of the same bf16 checkpoint loads as float32."""
+    fp32 = SpeakerLM(SpeakerLMConfig(backbone="decoder", llm=tiny_qwen_bf16, lora_rank=4))
+    assert fp32.backbone.llm.get_input_embeddings().weight.dtype == torch.float32
+    torch.manual_seed(0)
+    model = set_trainable(SpeakerLM(SpeakerLMConfig(backbone="decoder", llm=tiny_qwen_bf16, lora_rank=4,
+                                                    llm_dtype="bfloat16")),
+                          TrainConfig(train_llm=True, gradient_checkpointing=True))
+    assert model.backbone.llm.get_input_embeddings().weight.dtype == torch.bfloat16
+    assert {p.dtype for p in model.parameters() if p.requires_grad} == {torch.float32}
+    batch = examples(fp32, clip)[:1]
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    model.train()
+    losses = []
+    for _ in range(6):
+        _, loss = model(batch)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        losses.append(loss.item())
+    assert np.isfinite(losses).all() and losses[-1] < losses[0]
+    model.eval()
+    turns = decode(model, batch[0], max_new_tokens=8)
+    assert all(t.speaker in {"Ann", "Ben"} for t in turns)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(clip, tiny_qwen):
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = set_trainable(SpeakerLM(SpeakerLMConfig(backbone="decoder", llm=tiny_qwen, lora_rank=4)),
+                              TrainConfig(train_llm=True, gradient_checkpointing=checkpointing)).train()
+        batch = examples(model, clip)[:1]
+        model(batch)[1].backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and any("lora_" in n for n in grads[0])
+    for name in grads[0]:
+        assert torch.allclose(grads[0][name], grads[1][name], atol=1e-5), name
+
+
+def test_stage1_asr_example_has_no_turns_or_speakers(trained_whisper):
+    """Stage 1's data mode: the words alone, Whisper's own prompt (no registration region), no turn
+    marker among the labels; decoding writes one turn with no speaker."""
+    model, batch, _ = trained_whisper
+    words = " ".join(t.text for t in batch[0].turns)
+    asr = Example(batch[0].audio, batch[0].frame_speaker, [], [Turn("", words)], task="asr")
+    embeds, _, labels, positions, classes = model._sequence(asr)
+    backbone = model.backbone
+    assert positions == [] and classes == [] and backbone.turn_id not in labels
+    response = [t for t in labels if t != -100]
+    assert response == backbone.tokenize(" " + words) + [backbone.eos_id]
+    prompt, _ = backbone.prompt(asr.audio, [], [], "asr")
+    assert torch.equal(prompt, backbone.embed_tokens(torch.tensor(backbone.prefix_ids())))  # sot, notimestamps
+    out = decode(model, asr)
+    assert len(out) == 1 and out[0].speaker == ""
+
+
 def test_lora_trains_adapters_and_projectors_only(tiny_qwen):
     model = set_trainable(SpeakerLM(SpeakerLMConfig(backbone="decoder", llm=tiny_qwen, lora_rank=4)),
                           TrainConfig(train_llm=True))
@@ -187,8 +278,9 @@ def test_beam_search_reproduces_the_overfit_transcripts(trained_whisper):
 
 
 @pytest.mark.slow
-def test_training_a_local_causal_lm_from_the_command_line(tiny_qwen, tts, tmp_path):
-    """A local Hugging Face causal LM (as Qwen2.5-7B would be) through `speakerlm train --llm DIR`."""
+def test_training_a_local_bf16_causal_lm_from_the_command_line(tiny_qwen_bf16, tts, tmp_path):
+    """A local Hugging Face causal LM saved in bf16 (as Qwen2.5-7B is) through `speakerlm train --llm DIR`,
+    with the GPU recipe's flags: bf16 weights, gradient checkpointing, LoRA."""
     import json
 
     from speakerlm.cli import main
@@ -198,10 +290,14 @@ def test_training_a_local_causal_lm_from_the_command_line(tiny_qwen, tts, tmp_pa
     write_lhotse(corpus, corpus.root)
     write_sidecar(corpus, corpus.root / "enrolment.json")
     run = tmp_path / "runs" / "decoder"
-    assert main(["train", "--data", str(corpus.root), "--out", str(run), "--backbone", "decoder", "--llm", tiny_qwen,
-                 "--lora-rank", "4", "--train-llm", "--steps", "1", "--warmup", "1", "--eval-every", "0"]) == 0
+    assert main(["train", "--data", str(corpus.root), "--out", str(run), "--backbone", "decoder", "--llm", tiny_qwen_bf16,
+                 "--lora-rank", "4", "--train-llm", "--steps", "2", "--warmup", "1", "--eval-every", "0",
+                 "--llm-dtype", "bfloat16", "--gradient-checkpointing"]) == 0
     saved = json.loads((run / "checkpoint" / "config.json").read_text())
-    assert saved["llm"] == tiny_qwen and saved["backbone"] == "decoder" and saved["lora_rank"] == 4
+    assert saved["llm"] == tiny_qwen_bf16 and saved["backbone"] == "decoder" and saved["lora_rank"] == 4
+    assert saved["llm_dtype"] == "bfloat16"
+    losses = [json.loads(line)["loss"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert len(losses) == 2 and all(np.isfinite(losses))
 
 
 def test_a_turn_that_repeats_an_earlier_one_ends_the_transcript():
@@ -223,3 +319,36 @@ def test_int8_inference_writes_the_same_transcripts(trained_whisper, tmp_path):
     assert isinstance(quick.backbone.encoder.layers[0].fc1, Int8Linear)
     for ex in batch[:2]:
         assert decode(quick, ex) == decode(model, ex)
+
+
+@pytest.mark.slow
+def test_multilingual_whisper_backbone_learns_mandarin_and_scores_by_characters(tmp_path):
+    """The multilingual Whisper (base) backbone: `<|zh|><|transcribe|>` in the prefix, a Mandarin
+    utterance (espeak-ng's cmn voice) learnt in the ASR data mode, and its output scored by characters."""
+    import subprocess
+
+    from speakerlm.metrics import score_clip
+
+    raw, wav = tmp_path / "zh.raw.wav", tmp_path / "zh.wav"
+    text = "我们今天下午开会"
+    subprocess.run(["espeak-ng", "-v", "cmn", "-w", str(raw), text], check=True)
+    subprocess.run(["sox", "-D", str(raw), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", str(wav)], check=True)
+    wave = load_audio(wav)
+    torch.manual_seed(0)
+    model = set_trainable(SpeakerLM(SpeakerLMConfig(backbone="whisper", whisper="base")), TrainConfig(train_llm=True))
+    backbone = model.backbone
+    tokens = backbone.processor.tokenizer.convert_ids_to_tokens(backbone.prefix_ids("zh"))
+    assert tokens == ["<|startoftranscript|>", "<|zh|>", "<|transcribe|>", "<|notimestamps|>"]
+    frames = n_frames(wave)
+    with torch.no_grad():
+        audio = model.encode_audio(log_mel_windows(backbone.processor, wave), frames)
+    stream = frame_speaker_stream(load_speaker_encoder("campp"), wave, frames)
+    ex = Example(audio, stream, [], [Turn("", text)], task="asr", language="zh")
+    model, loss = overfit(model, [ex], steps=40, lr=1e-4)
+    assert loss < 0.1
+    out = decode(model, ex)
+    assert "".join(t.text for t in out).replace(" ", "") == text
+    scores = score_clip([Turn("A", text)], [Turn("A", out[0].text)], registered=False, language="zh")
+    assert scores.wer.errors == 0 and scores.wer.reference_length == len(text)  # characters, not one "word"
+    with pytest.raises(ValueError, match="English-only"):
+        SpeakerLM(SpeakerLMConfig()).backbone.prefix_ids("zh")

@@ -55,6 +55,21 @@ def test_over_regist_example_never_names_a_distractor():
     assert len({n for n, _ in many.slots}) == 102  # the sweep's N_ov = 100 outgrows the name pool
 
 
+def test_cached_inputs_are_read_from_disk_at_each_use(tmp_path):
+    """Training holds no encoder states in memory: a clip's tensors come from its cache file when an
+    example is made, and are gone with it."""
+    from safetensors.torch import save_file
+
+    audio, stream = torch.randn(30, 384), torch.randn(30, 192)
+    save_file({"audio": audio, "frame_speaker": stream, "spk/v1": torch.ones(192)}, str(tmp_path / "c.safetensors"))
+    clip = ClipInputs("c", None, None, [Turn("v1", "hello", 0, 1)], {"v1": torch.ones(192)}, {}, frames=30,
+                      source=tmp_path / "c.safetensors")
+    ex = make_example(clip, "asr", random.Random(0))
+    assert torch.equal(ex.audio, audio) and torch.equal(ex.frame_speaker, stream)
+    assert ex.task == "asr" and ex.slots == [] and [t.text for t in ex.turns] == ["hello"]
+    assert clip.audio is None and clip.cost == 15 + 1
+
+
 def test_partial_registration_leaves_some_speakers_anonymous():
     emb = lambda: torch.nn.functional.normalize(torch.randn(192), dim=0)
     clip = ClipInputs("c", torch.zeros(10, 384), torch.zeros(10, 192),

@@ -41,7 +41,7 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from speakerlm.audio import Pathlike, load_audio, prepare_wave
+from speakerlm.audio import Pathlike, readable, load_audio, prepare_wave
 from speakerlm.errors import UserError
 from speakerlm.turns import Seconds, Turn, speakers_in_order
 from speakerlm.voiceprints import MIN_ENROL_SECONDS
@@ -65,10 +65,11 @@ class AudioSpan:
     path: Path
     start: Seconds = 0.0
     end: Optional[Seconds] = None  # None = to the end of the file
+    channel: Optional[int] = None  # one channel of a multi-channel file; None = the mean of all
 
     def load(self) -> np.ndarray:
         """SAMPLE_RATE mono float32 samples of the span (only the span is read from disk)."""
-        if self.start == 0.0 and self.end is None:
+        if self.start == 0.0 and self.end is None and self.channel is None:
             return load_audio(self.path)
         import soundfile as sf
 
@@ -77,7 +78,20 @@ class AudioSpan:
         rate = sf.info(str(self.path)).samplerate
         stop = None if self.end is None else int(round(self.end * rate))
         wave, sr = sf.read(str(self.path), start=int(round(self.start * rate)), stop=stop, dtype="float32", always_2d=True)
+        if self.channel is not None:
+            if self.channel >= wave.shape[1]:
+                raise UserError(f"{self.path}: no channel {self.channel} (the file has {wave.shape[1]}); choose another")
+            wave = wave[:, self.channel]
         return prepare_wave(wave, sr, source=f"{self.path} [{self.start:.2f}–{self.end or math.inf:.2f} s]")
+
+    def duration(self) -> Seconds:
+        """Length of the span in seconds (the file's header is read when the span runs to its end)."""
+        if self.end is not None:
+            return self.end - self.start
+        import soundfile as sf
+
+        with readable(self.path):
+            return sf.info(str(self.path)).duration - self.start
 
     def overlaps(self, other: "AudioSpan") -> bool:
         if self.path != other.path:
@@ -87,7 +101,8 @@ class AudioSpan:
         return self.start < b_end and other.start < a_end
 
     def to_dict(self) -> dict:
-        return {"path": str(self.path), "start": self.start, "end": self.end}
+        channel = {} if self.channel is None else {"channel": self.channel}
+        return {"path": str(self.path), "start": self.start, "end": self.end, **channel}
 
 
 @dataclass(frozen=True)
@@ -120,6 +135,8 @@ def load_dataset(
     enrolment: Optional[Pathlike] = None,
     clip_seconds: Optional[float] = None,
     speaker_scope: str = "dataset",
+    segments: Optional[tuple[float, float]] = None,
+    channel: Optional[int] = None,
 ) -> list[EvalClip]:
     """Clips of the dataset at `path`, sorted by id, with enrolment and distractor pools filled in.
 
@@ -127,6 +144,10 @@ def load_dataset(
     audio lives (default: the reference file's folder). `stm`: the STM that goes with an RTTM (default:
     the RTTM's name with .stm). `enrolment`: the sidecar (default: `enrolment.json` beside the data, if
     any). `clip_seconds`: cut each recording into windows of about this length, at pauses.
+    `segments`: (shortest, longest) seconds: cut recordings longer than `longest` into training
+    segments with clipped references (`training_segments`). `channel`: which channel of a lhotse
+    recording to read (its channel id: of a multi-channel file, or the source that holds it in a
+    multi-source recording such as AMI's ihm); None mixes the channels of a one-file recording.
     """
     path = Path(path)
     if not path.exists():
@@ -137,7 +158,7 @@ def load_dataset(
     folder = path if path.is_dir() else path.parent
     audio_root = Path(audio_dir) if audio_dir is not None else folder
     if format == "lhotse":
-        clips = load_lhotse(path)
+        clips = load_lhotse(path, channel)
     elif format == "stm":
         clips = load_stm(_one_file(path, "*.stm", "STM"), audio_root)
     elif format == "seglst":
@@ -157,6 +178,8 @@ def load_dataset(
         if clip_seconds <= 0:
             raise UserError(f"clip length {clip_seconds} s: give a positive number of seconds")
         clips = [w for c in clips for w in split_clip(c, clip_seconds)]
+    if segments is not None:
+        clips = [w for c in clips for w in training_segments(c, c.audio.duration(), *segments)]
     return sorted(complete_enrolment(clips, speaker_scope), key=lambda c: c.id)
 
 
@@ -340,7 +363,7 @@ def _manifests(folder: Path, kind: str) -> list[Path]:
     return sorted(p for p in folder.glob(f"*{kind}*.jsonl*") if p.name.endswith((".jsonl", ".jsonl.gz")))
 
 
-def load_lhotse(path: Path) -> list[EvalClip]:
+def load_lhotse(path: Path, channel: Optional[int] = None) -> list[EvalClip]:
     """A recordings + supervisions pair, or a cuts manifest, from a folder or one of the files."""
     from lhotse import load_manifest  # imported late: lhotse takes seconds to import
 
@@ -353,12 +376,12 @@ def load_lhotse(path: Path) -> list[EvalClip]:
                                 f"{names or 'none'}; pass the supervisions file itself")
             pair = (recordings[0], supervisions[0])
         elif len(cuts) == 1:
-            return _clips_from_cuts(_load(load_manifest, cuts[0]), cuts[0])
+            return _clips_from_cuts(_load(load_manifest, cuts[0]), cuts[0], channel)
         else:
             found = ", ".join(p.name for p in cuts) or "none"
             raise UserError(f"{path}: expected one lhotse cuts manifest, found {found}; pass the file itself")
     elif "cuts" in path.name:
-        return _clips_from_cuts(_load(load_manifest, path), path)
+        return _clips_from_cuts(_load(load_manifest, path), path, channel)
     else:
         other = path.with_name(path.name.replace("supervisions", "recordings") if "supervisions" in path.name
                                else path.name.replace("recordings", "supervisions"))
@@ -372,7 +395,7 @@ def load_lhotse(path: Path) -> list[EvalClip]:
             raise UserError(f"{pair[1]}: supervision {s.id} names recording {s.recording_id!r}, which {pair[0].name} lacks")
         by_recording.setdefault(s.recording_id, []).append(_supervision_turn(s, pair[1]))
     return [
-        EvalClip(rid, AudioSpan(_recording_path(recordings[rid], pair[0])), _in_time_order(turns), recording=rid)
+        EvalClip(rid, _recording_span(recordings[rid], pair[0], channel), _in_time_order(turns), recording=rid)
         for rid, turns in by_recording.items()
     ]
 
@@ -390,25 +413,44 @@ def _supervision_turn(s, source: Path) -> Turn:
     return Turn(s.speaker, s.text, round(s.start, 3), round(s.end, 3))
 
 
-def _recording_path(recording, manifest: Path) -> Path:
+def _recording_span(recording, manifest: Path, channel: Optional[int] = None) -> AudioSpan:
+    """The whole recording as a span: its one file (all channels mixed, or `channel`), or in a
+    multi-source recording the file that holds `channel`."""
     sources = recording.sources
-    if len(sources) != 1 or sources[0].type != "file":
-        raise UserError(f"{manifest}: recording {recording.id} is not one audio file ({len(sources)} sources, "
-                        f"type {sources[0].type}); convert it to one wav")
-    p = Path(sources[0].source)
+    if any(s.type != "file" for s in sources):
+        raise UserError(f"{manifest}: recording {recording.id} is not read from audio files (source type "
+                        f"{sources[0].type}); convert it to wav")
+    if channel is None:
+        if len(sources) != 1:
+            raise UserError(f"{manifest}: recording {recording.id} has {len(sources)} source files (one per channel, "
+                            "e.g. AMI ihm/mdm); choose one with --channel, or use the recipe's one-file mix (ihm-mix, sdm)")
+        return AudioSpan(_source_path(sources[0], recording, manifest))
+    holding = [s for s in sources if channel in s.channels]
+    if not holding:
+        raise UserError(f"{manifest}: recording {recording.id} has no channel {channel} (it has "
+                        f"{sorted(c for s in sources for c in s.channels)}); choose another --channel")
+    source = holding[0]
+    index = source.channels.index(channel)
+    return AudioSpan(_source_path(source, recording, manifest), channel=index if len(source.channels) > 1 else None)
+
+
+def _source_path(source, recording, manifest: Path) -> Path:
+    p = Path(source.source)
     if not p.is_absolute() and not p.exists():
         p = manifest.parent / p  # lhotse stores what it was given; try relative to the manifest too
     if not p.exists():
-        raise UserError(f"{manifest}: audio of recording {recording.id} not found at {sources[0].source}")
+        raise UserError(f"{manifest}: audio of recording {recording.id} not found at {source.source}")
     return p
 
 
-def _clips_from_cuts(cuts, source: Path) -> list[EvalClip]:
+def _clips_from_cuts(cuts, source: Path, channel: Optional[int] = None) -> list[EvalClip]:
     clips = []
     for cut in cuts:
-        turns = tuple(sorted((_supervision_turn(s, source) for s in cut.supervisions), key=lambda t: t.start))
+        # lhotse keeps a supervision that runs over the cut's edge whole; keep only the words inside
+        clipped = (_clip_turn(_supervision_turn(s, source), 0.0, cut.duration) for s in cut.supervisions)
+        turns = tuple(sorted((t for t in clipped if t is not None), key=lambda t: t.start))
         if turns:
-            span = AudioSpan(_recording_path(cut.recording, source), round(cut.start, 3), round(cut.end, 3))
+            span = replace(_recording_span(cut.recording, source, channel), start=round(cut.start, 3), end=round(cut.end, 3))
             clips.append(EvalClip(cut.id, span, turns, recording=cut.recording_id))
     return clips
 
@@ -502,11 +544,93 @@ def split_clip(clip: EvalClip, seconds: float) -> list[EvalClip]:
         inside = tuple(Turn(t.speaker, t.text, round(t.start - a, 3), round(t.end - a, 3))
                        for t in turns if t.start >= a and (b is None or t.start < b))
         end = clip.audio.end if b is None else clip.audio.start + b
-        span = AudioSpan(clip.audio.path, round(clip.audio.start + a, 3), end)
+        span = replace(clip.audio, start=round(clip.audio.start + a, 3), end=end)
         enrol = {s: e for s, e in clip.enrolment.items() if s in {t.speaker for t in inside}}
         windows.append(replace(clip, id=f"{clip.id}-{int(round(a * 100)):07d}", audio=span, reference=inside,
                                enrolment=enrol))
     return windows
+
+
+def training_segments(clip: EvalClip, duration: Seconds, shortest: Seconds = 40.0, longest: Seconds = 50.0
+                      ) -> list[EvalClip]:
+    """Cut a long timed recording into segments of `shortest`–`longest` seconds (the paper's 40–50 s
+    training clips), each with the reference clipped to it: a cut lands in the widest pause of the
+    allowed range, or, in talk without pauses, where the fewest turns run across it. A turn that runs
+    across a cut keeps, on each side, only the words whose middle lies there; word times are estimated
+    by spreading the turn over its words by their length (references without word times, e.g. STM).
+    `duration`: the clip's audio length. A clip no longer than `longest` is returned as it is."""
+    turns = sorted(clip.reference, key=lambda t: t.start) if clip.reference else []
+    if duration <= longest:
+        return [clip]
+    if any(t.start is None or t.end is None for t in turns):
+        raise UserError(f"{clip.id}: the reference has no times, so it cannot be cut into training segments")
+    cuts = [0.0]
+    while duration - cuts[-1] > longest:
+        a = cuts[-1]
+        lo, hi = a + shortest, min(a + longest, duration - shortest)  # the last segment keeps ≥ `shortest`
+        if lo > hi:
+            lo = hi = a + (duration - a) / 2
+        cuts.append(_cut_point(turns, lo, hi))
+    bounds = list(zip(cuts, cuts[1:] + [duration]))
+    out = []
+    for a, b in bounds:
+        inside = tuple(t for t in (_clip_turn(t, a, b) for t in turns) if t is not None)
+        span = replace(clip.audio, start=round(clip.audio.start + a, 3),
+                       end=clip.audio.end if b == duration else round(clip.audio.start + b, 3))
+        enrol = {s: e for s, e in clip.enrolment.items() if s in {t.speaker for t in inside}}
+        if inside:
+            out.append(replace(clip, id=f"{clip.id}-{int(round(a * 100)):07d}", audio=span, reference=inside,
+                               enrolment=enrol))
+    return out
+
+
+def single_speaker_utterances(clip: EvalClip, shortest: Seconds = 1.0) -> list[EvalClip]:
+    """Each timed turn that nobody else talks over, as a clip of its own (the curriculum's stage-1 ASR
+    data from conversation data; an ASR corpus's one-speaker recordings come out whole)."""
+    turns = [t for t in clip.reference if t.start is not None and t.end is not None]
+    out = []
+    for k, t in enumerate(turns):
+        alone = not any(o is not t and o.start < t.end and t.start < o.end for o in turns)
+        if alone and t.end - t.start >= shortest and t.text.strip():
+            span = replace(clip.audio, start=round(clip.audio.start + t.start, 3), end=round(clip.audio.start + t.end, 3))
+            out.append(replace(clip, id=f"{clip.id}-u{k:04d}", audio=span,
+                               reference=(Turn(t.speaker, t.text, 0.0, round(t.end - t.start, 3)),),
+                               enrolment={}, distractors={}))
+    return out
+
+
+def _cut_point(turns: Sequence[Turn], lo: Seconds, hi: Seconds) -> Seconds:
+    """The middle of the widest pause in [lo, hi]; with none, the latest moment there that the fewest
+    turns run across."""
+    gaps, reach = [], 0.0
+    for t in turns:
+        if t.start > reach:
+            gaps.append((reach, t.start))
+        reach = max(reach, t.end)
+    gaps.append((reach, math.inf))
+    inside = [(max(g0, lo), min(g1, hi)) for g0, g1 in gaps if min(g1, hi) > max(g0, lo)]
+    if inside:
+        g0, g1 = max(inside, key=lambda g: g[1] - g[0])
+        return round((g0 + g1) / 2, 3)
+    candidates = [hi] + [x for t in turns for x in (t.start, t.end) if lo <= x <= hi]
+    crossing = lambda x: sum(t.start < x < t.end for t in turns)
+    return round(min(candidates, key=lambda x: (crossing(x), -x)), 3)
+
+
+def _clip_turn(turn: Turn, a: Seconds, b: Seconds) -> Optional[Turn]:
+    """`turn` as seen inside [a, b), times relative to a; None when none of its words is inside."""
+    if turn.end <= a or turn.start >= b:
+        return None
+    if turn.start >= a and turn.end <= b:
+        return Turn(turn.speaker, turn.text, round(turn.start - a, 3), round(turn.end - a, 3))
+    words = turn.text.split()
+    weights = np.array([len(w) + 1 for w in words], float)  # +1: the space, so short words take time too
+    edges = turn.start + (turn.end - turn.start) * np.concatenate([[0.0], np.cumsum(weights) / weights.sum()])
+    kept = [i for i in range(len(words)) if a <= (edges[i] + edges[i + 1]) / 2 < b]
+    if not kept:
+        return None
+    start, end = max(a, edges[kept[0]]), min(b, edges[kept[-1] + 1])
+    return Turn(turn.speaker, " ".join(words[i] for i in kept), round(start - a, 3), round(end - a, 3))
 
 
 def _person(clip: EvalClip, speaker: str, scope: str) -> str:
@@ -514,7 +638,7 @@ def _person(clip: EvalClip, speaker: str, scope: str) -> str:
 
 
 def _absolute(clip: EvalClip, t: Turn) -> AudioSpan:
-    return AudioSpan(clip.audio.path, round(clip.audio.start + t.start, 3), round(clip.audio.start + t.end, 3))
+    return replace(clip.audio, start=round(clip.audio.start + t.start, 3), end=round(clip.audio.start + t.end, 3))
 
 
 def _clean_turns(clips: Sequence[EvalClip], scope: str) -> dict[str, list[AudioSpan]]:

@@ -84,6 +84,9 @@ class SpeakerLMEngine(Engine):
         if options.speaker_encoder not in (None, config.speaker_encoder):
             raise UserError(f"{path}: this SpeakerLM model was trained on {config.speaker_encoder} voiceprints, not "
                             f"{options.speaker_encoder}; use --engine cascade for another speaker encoder")
+        if options.language not in (None, "en") and config.whisper.endswith(".en"):
+            raise UserError(f"{path}: this SpeakerLM model is English-only (Whisper {config.whisper}); --language "
+                            f"{options.language} needs a model trained on a multilingual Whisper (--whisper base)")
         if options.int8 and not BACKBONES[config.backbone].int8_parts:
             raise UserError(f"{path}: --int8 is not implemented for the {config.backbone} backbone")
         return replace(options, model=str(path), whisper=config.whisper, speaker_encoder=config.speaker_encoder,
@@ -176,7 +179,8 @@ class SpeakerLMEngine(Engine):
         stream = frame_speaker_stream(self.encoder, piece, frames)
         names = retrieve(voiceprints, stream.numpy(), self.config.retrieval_k)
         slots = [(name, torch.from_numpy(np.asarray(voiceprints[name], np.float32))) for name in names]
-        return decode(self.model, Example(audio, stream, slots), max_new_tokens=int(40 + 8 * duration(piece)),
+        example = Example(audio, stream, slots, language=self.options.language)
+        return decode(self.model, example, max_new_tokens=int(40 + 8 * duration(piece)),
                       num_beams=self.options.num_beams)
 
     def _window_voiceprints(self, voices: Voiceprints, clusters: dict[str, int], window: Region, wave: np.ndarray,

@@ -60,11 +60,30 @@ def llm_dir(name: str = DEFAULT_LLM) -> Path:
     return out
 
 
-def load_llm(name: str = DEFAULT_LLM):
-    """(causal LM in eval mode, tokenizer)."""
+def load_llm(name: str = DEFAULT_LLM, dtype: str = "float32"):
+    """(causal LM in eval mode, tokenizer). The weights come in `dtype`, whatever the checkpoint's
+    config says: transformers would otherwise load a bf16 checkpoint (Qwen's) as bf16 unasked."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     quiet_transformers()
     path = llm_dir(name)
-    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True).eval()
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=getattr(torch, dtype)).eval()
     return model, AutoTokenizer.from_pretrained(path, local_files_only=True)
+
+
+def add_turn_token(tokenizer, llm, token: str, stop_ids: set[int]) -> int:
+    """The id of `token`, a special token of our own added to the tokenizer (and an embedding row
+    added to the LLM when it has no spare one): the turn marker can then never be EOS, the chat's
+    end-of-turn or any token the LLM already writes, whatever the tokenizer. Tokens found by name in
+    a pretrained vocabulary (`<file_sep>` in SmolLM2, `<|file_sep|>` in Qwen) differ between families,
+    and a failed lookup used to fall back to EOS, which ended decoding at the first turn."""
+    if token not in tokenizer.get_vocab():
+        tokenizer.add_tokens([token], special_tokens=True)
+    turn_id = tokenizer.convert_tokens_to_ids(token)
+    if turn_id in stop_ids:  # only a tokenizer that already maps this very name to a stop token
+        raise ValueError(f"the turn token {token!r} is a stop token (id {turn_id}) of this tokenizer")
+    if turn_id >= llm.get_input_embeddings().weight.shape[0]:
+        # the row's values never matter: SpeakerLM gives the marker its own trained embedding
+        llm.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    return turn_id

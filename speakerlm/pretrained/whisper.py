@@ -248,8 +248,9 @@ def whisper_dir(name: str = DEFAULT_WHISPER) -> Path:
     return out
 
 
-def load_whisper(name: str = DEFAULT_WHISPER):
-    """(WhisperForConditionalGeneration in eval mode, WhisperProcessor) for `name`."""
+def load_whisper(name: str = DEFAULT_WHISPER, dtype: str = "float32"):
+    """(WhisperForConditionalGeneration in eval mode, WhisperProcessor) for `name`, weights in `dtype`."""
+    import torch
     from transformers import (
         PreTrainedTokenizerFast,
         WhisperFeatureExtractor,
@@ -258,7 +259,8 @@ def load_whisper(name: str = DEFAULT_WHISPER):
 
     quiet_transformers()
     path = whisper_dir(name)
-    model = WhisperForConditionalGeneration.from_pretrained(path, local_files_only=True, attn_implementation="sdpa").eval()
+    model = WhisperForConditionalGeneration.from_pretrained(path, local_files_only=True, attn_implementation="sdpa",
+                                                            dtype=getattr(torch, dtype)).eval()
     tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(path / "tokenizer.json"))
     features = WhisperFeatureExtractor(feature_size=model.config.num_mel_bins)
     return model, Processor(features, tokenizer)
