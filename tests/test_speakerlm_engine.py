@@ -147,3 +147,11 @@ def test_window_voiceprints_only_in_long_recordings(engine, prints, monkeypatch)
     monkeypatch.setattr(engine, "config", replace(engine.config, local_after_seconds=10.0))
     engine.transcribe(wave, dict(prints))
     assert len(calls) >= 1
+
+
+def test_an_english_only_model_refuses_another_language_in_one_line():
+    from speakerlm.errors import UserError
+
+    with pytest.raises(UserError, match="English-only.*--whisper base"):
+        SpeakerLMEngine.resolve(TranscribeOptions(engine="speakerlm", language="zh"))
+    assert SpeakerLMEngine.resolve(TranscribeOptions(engine="speakerlm", language="en")).whisper == "tiny.en"
