@@ -563,7 +563,8 @@ def training_segments(clip: EvalClip, duration: Seconds, shortest: Seconds = 40.
     if duration <= longest:
         return [clip]
     if any(t.start is None or t.end is None for t in turns):
-        raise UserError(f"{clip.id}: the reference has no times, so it cannot be cut into training segments")
+        raise UserError(f"{clip.id}: the reference has no times, so this {duration:.0f} s recording cannot be cut into "
+                        f"training segments; give timed references, or --segment-seconds with a LONGEST above {duration:.0f}")
     cuts = [0.0]
     while duration - cuts[-1] > longest:
         a = cuts[-1]
