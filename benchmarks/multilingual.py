@@ -1,5 +1,6 @@
-"""The multilingual model path on Mandarin: a small who-said-what set spoken by espeak-ng's Mandarin voice
-(four voice variants, two for training and two held out for dev, disjoint sentences), written as lhotse
+"""The multilingual model path on Mandarin: a small who-said-what set spoken by the simulator's Mandarin
+voices (espeak-ng reading pinyin; `pip install pypinyin==0.55.0`; four voice variants, two for training
+and two held out for dev, disjoint sentences), written as lhotse
 manifests; SpeakerLM on the multilingual Whisper (base) trained on it with `<|zh|>` in the prefix, and
 scored on dev by characters (CER, cpCER, Match-Regist saCER) before and after training.
 
@@ -11,16 +12,15 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from speakerlm.audio import SAMPLE_RATE, load_audio  # noqa: E402
+from speakerlm.audio import SAMPLE_RATE  # noqa: E402
+from speakerlm.data.voices import Voice  # noqa: E402
 
 SENTENCES = [
     "我们今天下午三点开会。", "这个项目的预算还没有确定。", "请把报告发给我看一下。", "下周我们要去上海出差。",
@@ -34,16 +34,9 @@ SENTENCES = [
     "我们周五之前必须交报告。", "这个想法听起来不错。", "请你再解释一下这一点。", "我们的团队越来越大了。",
     "他正在准备明天的演讲。", "我们下次在北京见面。", "这个数字看起来不对。", "我们去喝杯咖啡吧。",
 ]
-TRAIN_VOICES, DEV_VOICES = ("cmn+m1", "cmn+f2"), ("cmn+m3", "cmn+f4")
-
-
-def speak(voice: str, text: str, folder: Path) -> np.ndarray:
-    with tempfile.TemporaryDirectory(dir=folder) as tmp:
-        raw, wav = Path(tmp) / "raw.wav", Path(tmp) / "out.wav"
-        subprocess.run(["espeak-ng", "-v", voice, "-w", str(raw), text], check=True)
-        subprocess.run(["sox", "-D", str(raw), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", str(wav), "norm", "-3"],
-                       check=True)
-        return load_audio(wav)
+# espeak-ng variants of the simulator's Mandarin voices (`voices.default_voices("zh")`: pinyin through
+# cmn-latn-pinyin, which needs the optional pypinyin package)
+TRAIN_VOICES, DEV_VOICES = ("m1", "f2"), ("m3", "f4")
 
 
 def make_split(out: Path, voices: tuple[str, ...], sentences: list[str], conversations: int, seed: int) -> Path:
@@ -52,16 +45,17 @@ def make_split(out: Path, voices: tuple[str, ...], sentences: list[str], convers
     from lhotse import Recording, RecordingSet, SupervisionSegment, SupervisionSet
 
     rng = random.Random(seed)
+    speakers = [Voice("espeak", f"cmn-latn-pinyin+{v}", f"espeak+{v}", language="zh") for v in voices]
     (out / "audio").mkdir(parents=True, exist_ok=True)
     recordings, supervisions = [], []
     for c in range(conversations):
         rid = f"{out.name}-{c:03d}"
-        pieces, t, order = [], 0.3, [voices[i % 2] for i in range(rng.randint(4, 6))]
+        pieces, t, order = [], 0.3, [speakers[i % 2] for i in range(rng.randint(4, 6))]
         for k, voice in enumerate(order):
             text = rng.choice(sentences)
-            wave = speak(voice, text, out)
+            wave = voice.synthesize(text)
             supervisions.append(SupervisionSegment(f"{rid}-{k}", rid, round(t, 3), round(wave.size / SAMPLE_RATE, 3),
-                                                   speaker=voice, text=text, language="zh"))
+                                                   speaker=voice.id, text=text, language="zh"))
             gap = np.zeros(int(rng.uniform(0.2, 0.6) * SAMPLE_RATE), np.float32)
             pieces += [wave, gap]
             t += (wave.size + gap.size) / SAMPLE_RATE

@@ -99,7 +99,7 @@ def set_trainable(model: SpeakerLM, cfg: TrainConfig) -> SpeakerLM:
         if p.requires_grad and p.dtype != torch.float32:
             p.data = p.data.float()
     if cfg.gradient_checkpointing:  # recompute each layer's activations in the backward pass
-        for part in {id(m): m for m in (backbone.llm, backbone.audio_encoder)}.values():
+        for part in (backbone.llm, backbone.audio_encoder):
             part.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model
 

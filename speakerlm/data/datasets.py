@@ -179,7 +179,7 @@ def load_dataset(
             raise UserError(f"clip length {clip_seconds} s: give a positive number of seconds")
         clips = [w for c in clips for w in split_clip(c, clip_seconds)]
     if segments is not None:
-        clips = [w for c in clips for w in training_segments(c, c.audio.duration(), *segments)]
+        clips = [w for c in clips for w in training_segments(c, *segments)]
     return sorted(complete_enrolment(clips, speaker_scope), key=lambda c: c.id)
 
 
@@ -543,45 +543,44 @@ def split_clip(clip: EvalClip, seconds: float) -> list[EvalClip]:
     for a, b in bounds:
         inside = tuple(Turn(t.speaker, t.text, round(t.start - a, 3), round(t.end - a, 3))
                        for t in turns if t.start >= a and (b is None or t.start < b))
-        end = clip.audio.end if b is None else clip.audio.start + b
-        span = replace(clip.audio, start=round(clip.audio.start + a, 3), end=end)
-        enrol = {s: e for s, e in clip.enrolment.items() if s in {t.speaker for t in inside}}
-        windows.append(replace(clip, id=f"{clip.id}-{int(round(a * 100)):07d}", audio=span, reference=inside,
-                               enrolment=enrol))
+        windows.append(_window(clip, a, None if b is None else clip.audio.start + b, inside))
     return windows
 
 
-def training_segments(clip: EvalClip, duration: Seconds, shortest: Seconds = 40.0, longest: Seconds = 50.0
-                      ) -> list[EvalClip]:
+def _window(clip: EvalClip, a: Seconds, end: Optional[Seconds], inside: tuple[Turn, ...]) -> EvalClip:
+    """The part of `clip` from `a` seconds into it to `end` (seconds in the file; None: the clip's
+    end), holding the turns `inside` and the enrolment of their speakers; named by its start."""
+    span = replace(clip.audio, start=round(clip.audio.start + a, 3), end=clip.audio.end if end is None else end)
+    enrol = {s: e for s, e in clip.enrolment.items() if s in {t.speaker for t in inside}}
+    return replace(clip, id=f"{clip.id}-{int(round(a * 100)):07d}", audio=span, reference=inside, enrolment=enrol)
+
+
+def training_segments(clip: EvalClip, shortest: Seconds = 40.0, longest: Seconds = 50.0) -> list[EvalClip]:
     """Cut a long timed recording into segments of `shortest`–`longest` seconds (the paper's 40–50 s
     training clips), each with the reference clipped to it: a cut lands in the widest pause of the
     allowed range, or, in talk without pauses, where the fewest turns run across it. A turn that runs
     across a cut keeps, on each side, only the words whose middle lies there; word times are estimated
     by spreading the turn over its words by their length (references without word times, e.g. STM).
-    `duration`: the clip's audio length. A clip no longer than `longest` is returned as it is."""
+    A clip no longer than `longest` is returned as it is."""
+    duration = clip.audio.duration()
     turns = sorted(clip.reference, key=lambda t: t.start) if clip.reference else []
     if duration <= longest:
         return [clip]
     if any(t.start is None or t.end is None for t in turns):
         raise UserError(f"{clip.id}: the reference has no times, so this {duration:.0f} s recording cannot be cut into "
                         f"training segments; give timed references, or --segment-seconds with a LONGEST above {duration:.0f}")
-    cuts = [0.0]
+    cuts, pauses = [0.0], _pauses(turns)
     while duration - cuts[-1] > longest:
         a = cuts[-1]
         lo, hi = a + shortest, min(a + longest, duration - shortest)  # the last segment keeps ≥ `shortest`
         if lo > hi:
             lo = hi = a + (duration - a) / 2
-        cuts.append(_cut_point(turns, lo, hi))
-    bounds = list(zip(cuts, cuts[1:] + [duration]))
+        cuts.append(_cut_point(turns, pauses, lo, hi))
     out = []
-    for a, b in bounds:
+    for a, b in zip(cuts, cuts[1:] + [duration]):
         inside = tuple(t for t in (_clip_turn(t, a, b) for t in turns) if t is not None)
-        span = replace(clip.audio, start=round(clip.audio.start + a, 3),
-                       end=clip.audio.end if b == duration else round(clip.audio.start + b, 3))
-        enrol = {s: e for s, e in clip.enrolment.items() if s in {t.speaker for t in inside}}
         if inside:
-            out.append(replace(clip, id=f"{clip.id}-{int(round(a * 100)):07d}", audio=span, reference=inside,
-                               enrolment=enrol))
+            out.append(_window(clip, a, None if b == duration else round(clip.audio.start + b, 3), inside))
     return out
 
 
@@ -600,16 +599,20 @@ def single_speaker_utterances(clip: EvalClip, shortest: Seconds = 1.0) -> list[E
     return out
 
 
-def _cut_point(turns: Sequence[Turn], lo: Seconds, hi: Seconds) -> Seconds:
-    """The middle of the widest pause in [lo, hi]; with none, the latest moment there that the fewest
-    turns run across."""
+def _pauses(turns: Sequence[Turn]) -> list[tuple[Seconds, Seconds]]:
+    """The stretches where no turn (sorted by start) runs, the last one open-ended."""
     gaps, reach = [], 0.0
     for t in turns:
         if t.start > reach:
             gaps.append((reach, t.start))
         reach = max(reach, t.end)
-    gaps.append((reach, math.inf))
-    inside = [(max(g0, lo), min(g1, hi)) for g0, g1 in gaps if min(g1, hi) > max(g0, lo)]
+    return gaps + [(reach, math.inf)]
+
+
+def _cut_point(turns: Sequence[Turn], pauses: list[tuple[Seconds, Seconds]], lo: Seconds, hi: Seconds) -> Seconds:
+    """The middle of the widest pause in [lo, hi]; with none, the latest moment there that the fewest
+    turns run across."""
+    inside = [(max(g0, lo), min(g1, hi)) for g0, g1 in pauses if min(g1, hi) > max(g0, lo)]
     if inside:
         g0, g1 = max(inside, key=lambda g: g[1] - g[0])
         return round((g0 + g1) / 2, 3)
