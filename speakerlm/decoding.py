@@ -4,11 +4,18 @@ Beams advance in lockstep, one input each per step (a word, the turn marker, or 
 so they share one batched KV cache that is reordered as beams are kept. At each turn marker the
 pointer picks the speaker (its argmax: the speaker choice is not searched over); two guards stop
 loops: an n-gram repeated within a turn, and a turn that says again what an earlier one said.
+
+With `temperatures`, a greedy decode is checked as Whisper's own `transcribe` checks each window
+(average log-probability ≥ -1, gzip compression ratio ≤ 2.4, no loop cut short) and redone by sampling
+at the next temperature when it fails: a window whose answer ends after two words ("Ten.") or loops
+gets another try instead of losing its speech.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
@@ -25,19 +32,50 @@ class Beam:
     at_marker: bool  # the last input was a turn marker: the pointer chooses next
 
 
+# Whisper's (openai/whisper `transcribe`, faster-whisper): the thresholds and the temperature schedule
+FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+LOGPROB_THRESHOLD = -1.0
+COMPRESSION_RATIO_THRESHOLD = 2.4
+
+
+@dataclass(frozen=True)
+class Decoded:
+    turns: list[Turn]
+    avg_logprob: float  # per token written (words, turn markers, the end)
+    compression_ratio: float  # of the whole text, as Whisper measures repetition
+    looped: bool  # a loop guard cut the answer short
+
+    @property
+    def passes(self) -> bool:
+        return (self.avg_logprob >= LOGPROB_THRESHOLD and self.compression_ratio <= COMPRESSION_RATIO_THRESHOLD
+                and not self.looped)
+
+
 @torch.inference_mode()
 @timed("decoding")
 def decode(model: SpeakerLM, ex: Example, max_new_tokens: int = 400, num_beams: int = 1,
-           repeat_limit: int = 4) -> list[Turn]:
+           repeat_limit: int = 4, temperatures: tuple[float, ...] = (0.0,)) -> list[Turn]:
     """Turns for one clip; the caller caps `max_new_tokens` by the audio's duration. An "asr"
-    example gives one turn with an empty speaker: the words, no markers."""
+    example gives one turn with an empty speaker: the words, no markers. Each temperature after the
+    first is tried only when the decode before it fails Whisper's checks (`Decoded.passes`); when
+    none passes, the most probable answer is kept. Temperature 0 is the beam search (greedy at one
+    beam); above 0 one path is sampled, from a generator seeded per clip so runs repeat."""
+    tried = []
     with model.autocast():
-        return _decode(model, ex, max_new_tokens, num_beams, repeat_limit)
+        for temperature in temperatures:
+            tried.append(_decode(model, ex, max_new_tokens, num_beams, repeat_limit, temperature))
+            if tried[-1].passes:
+                return tried[-1].turns
+    return max(tried, key=lambda d: d.avg_logprob).turns
 
 
-def _decode(model: SpeakerLM, ex: Example, max_new_tokens: int, num_beams: int, repeat_limit: int) -> list[Turn]:
+def _decode(model: SpeakerLM, ex: Example, max_new_tokens: int, num_beams: int, repeat_limit: int,
+            temperature: float = 0.0) -> Decoded:
     from transformers import DynamicCache
 
+    sampler: Optional[torch.Generator] = None
+    if temperature > 0:  # one sampled path; the speaker choice stays the pointer's argmax
+        num_beams, sampler = 1, torch.Generator().manual_seed(0)
     backbone = model.backbone
     names = [n for n, _ in ex.slots]
     slot_embs = [model.speaker_projector(e) for _, e in ex.slots]
@@ -49,13 +87,14 @@ def _decode(model: SpeakerLM, ex: Example, max_new_tokens: int, num_beams: int, 
     last = hidden[:, -1]  # shape: (beams, d)
     asr = ex.task == "asr"
     beams = [Beam(0.0, (("", ()),) if asr else (), 0, False)]  # ASR: one open turn, no speaker
-    finished: list[tuple[float, tuple]] = []
+    finished: list[tuple[float, tuple, bool]] = []  # (score, turns, cut short by the loop guard)
     suppressed = list(backbone.suppressed) + ([backbone.turn_id] if asr else [])
     for _ in range(min(max_new_tokens, backbone.max_positions - len(prompt) - 2)):
         logprobs = model.logits(last).float()
         logprobs[:, suppressed] = float("-inf")
         logprobs = logprobs.log_softmax(-1)
-        candidates = []  # (score, parent beam, new beam or None when finished, next input or finished turns)
+        # (score, parent beam, new beam or None when finished, next input or finished turns[, looped])
+        candidates = []
         for b, beam in enumerate(beams):
             if beam.at_marker:
                 label, cls, n_anon = _choose_speaker(model, last[b : b + 1], slot_embs, names, beam.n_anonymous, presence)
@@ -64,18 +103,23 @@ def _decode(model: SpeakerLM, ex: Example, max_new_tokens: int, num_beams: int, 
                 continue
             # one more than the beams, so an ending never crowds out all; before the first turn only one
             # way on: whatever comes first opens a turn, so beams do not duplicate
-            top = logprobs[b].topk(num_beams + 1 if beam.turns else 1)
-            for lp, token in zip(top.values.tolist(), top.indices.tolist()):
+            if sampler is None:
+                top = logprobs[b].topk(num_beams + 1 if beam.turns else 1)
+                choices = zip(top.values.tolist(), top.indices.tolist())
+            else:
+                token = int(torch.multinomial((logprobs[b] / temperature).softmax(-1), 1, generator=sampler))
+                choices = [(float(logprobs[b, token]), token)]
+            for lp, token in choices:
                 score = beam.score + lp
                 if token == backbone.eos_id:
-                    candidates.append((score, b, None, beam.turns))
+                    candidates.append((score, b, None, beam.turns, False))
                 elif token == backbone.turn_id or not beam.turns:  # text before any marker opens a turn too
                     candidates.append((score, b, Beam(score, beam.turns, beam.n_anonymous, True), model.turn_embedding))
                 else:
                     label, ids = beam.turns[-1]
                     grown = beam.turns[:-1] + ((label, ids + (token,)),)
                     if _looping(ids + (token,), repeat_limit):
-                        candidates.append((score, b, None, grown))
+                        candidates.append((score, b, None, grown, True))
                     else:
                         candidates.append((score, b, Beam(score, grown, beam.n_anonymous, False),
                                            backbone.embed_tokens(torch.tensor([token]))[0]))
@@ -84,7 +128,7 @@ def _decode(model: SpeakerLM, ex: Example, max_new_tokens: int, num_beams: int, 
         for rank, c in enumerate(candidates):  # as HF: an ending counts only if it ranks among the beams
             if c[2] is None:
                 if rank < num_beams:
-                    finished.append((c[0], c[3]))
+                    finished.append((c[0], c[3], c[4]))
             elif len(live) < num_beams:
                 live.append(c)
         if not live or _settled(finished, live, num_beams):
@@ -98,10 +142,18 @@ def _decode(model: SpeakerLM, ex: Example, max_new_tokens: int, num_beams: int, 
         mem = None if memory is None else memory.expand(len(beams), -1, -1)
         hidden, cache = backbone.run(embeds, torch.ones(len(beams), past + 1, dtype=torch.long), mem, cache)
         last = hidden[:, -1]
-    pool = finished or [(beam.score, beam.turns) for beam in beams]
-    _, turns = max(pool, key=lambda f: f[0] / _length(f[1]))  # length-normalised, as HF's default
-    out = [Turn(label, backbone.decode_tokens(list(ids)).strip()) for label, ids in turns]
-    return until_repeated([t for t in out if t.text])
+    pool = finished or [(beam.score, beam.turns, False) for beam in beams]
+    score, turns, looped = max(pool, key=lambda f: f[0] / _length(f[1]))  # length-normalised, as HF's default
+    out = [t for t in (Turn(label, backbone.decode_tokens(list(ids)).strip()) for label, ids in turns) if t.text]
+    kept = until_repeated(out)
+    written = sum(len(ids) + 1 for _, ids in turns) + 1  # words, a marker per turn, the end
+    return Decoded(kept, score / written, _compression_ratio(" ".join(t.text for t in out)),
+                   looped or len(kept) < len(out))
+
+
+def _compression_ratio(text: str) -> float:
+    raw = text.encode("utf-8")
+    return len(raw) / len(zlib.compress(raw)) if raw else 0.0
 
 
 def _length(turns) -> int:
@@ -117,7 +169,7 @@ def _settled(finished: list, live: list, num_beams: int) -> bool:
         return False
     if num_beams == 1:  # greedy: the argmax said end
         return True
-    kept = sorted((score / _length(turns) for score, turns in finished), reverse=True)[:num_beams]
+    kept = sorted((score / _length(turns) for score, turns, _ in finished), reverse=True)[:num_beams]
     return max(c[0] / _length(c[2].turns) for c in live) <= kept[-1]
 
 

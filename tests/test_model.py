@@ -8,7 +8,7 @@ import torch
 from speakerlm.audio import SAMPLE_RATE, load_audio
 from speakerlm.features import frame_speaker_stream, log_mel_windows, n_frames
 from speakerlm.checkpoint import load_model, quantize_for_inference, save, trained_state_dict
-from speakerlm.decoding import _looping, decode, until_repeated
+from speakerlm.decoding import FALLBACK_TEMPERATURES, Decoded, _compression_ratio, _decode, _looping, decode, until_repeated
 from speakerlm.model import Example, SpeakerLM, SpeakerLMConfig
 from speakerlm.pretrained.speaker_encoder import load_speaker_encoder
 from speakerlm.train import TrainConfig, set_trainable
@@ -275,6 +275,29 @@ def test_beam_search_reproduces_the_overfit_transcripts(trained_whisper):
         beam = decode(model, ex, num_beams=3)
         assert beam == decode(model, ex)  # an overfit model is sure of its words: beams agree with greedy
         assert beam == decode(model, ex, num_beams=3)  # deterministic
+
+
+def test_fallback_keeps_a_confident_answer_and_resamples_a_failing_one(trained_whisper, clip):
+    model, batch, _ = trained_whisper
+    sure = _decode(model, batch[0], 400, 1, 4)
+    assert sure.passes and decode(model, batch[0], temperatures=FALLBACK_TEMPERATURES) == sure.turns
+    torch.manual_seed(1)
+    fresh = SpeakerLM(SpeakerLMConfig(backbone="whisper")).eval()  # untrained projectors: the decoder is lost
+    ex = examples(fresh, clip)[2]
+    with torch.inference_mode():
+        tried = [_decode(fresh, ex, 60, 1, 4, t) for t in (0.0, 0.6)]
+    assert not tried[0].passes and tried[1].turns != tried[0].turns  # sampling took another path
+    out = decode(fresh, ex, max_new_tokens=60, temperatures=(0.0, 0.6))
+    assert out == decode(fresh, ex, max_new_tokens=60, temperatures=(0.0, 0.6))  # seeded: runs repeat
+    expected = tried[1] if tried[1].passes else max(tried, key=lambda d: d.avg_logprob)
+    assert out == expected.turns and out != tried[0].turns  # the failing greedy answer was replaced
+
+
+def test_whisper_checks_flag_repetition_and_improbable_answers():
+    assert _compression_ratio("we will meet on monday. " * 8) > 2.4 > _compression_ratio("we will meet on monday.")
+    assert Decoded([], -0.4, 1.2, False).passes
+    assert not Decoded([], -1.3, 1.2, False).passes and not Decoded([], -0.4, 3.0, False).passes
+    assert not Decoded([], -0.4, 1.2, True).passes
 
 
 @pytest.mark.slow

@@ -155,3 +155,18 @@ def test_an_english_only_model_refuses_another_language_in_one_line():
     with pytest.raises(UserError, match="English-only.*--whisper base"):
         SpeakerLMEngine.resolve(TranscribeOptions(engine="speakerlm", language="zh"))
     assert SpeakerLMEngine.resolve(TranscribeOptions(engine="speakerlm", language="en")).whisper == "tiny.en"
+
+
+def test_speakers_from_frames_splits_a_turn_where_the_diarization_changes_voice():
+    import numpy as np
+
+    from speakerlm.engines.speakerlm import _speakers_from_frames
+    from speakerlm.turns import Turn
+    from speakerlm.vad import Region
+
+    frames = np.full(6 * FRAMES_PER_SECOND, -1)
+    frames[: 3 * FRAMES_PER_SECOND], frames[3 * FRAMES_PER_SECOND :] = 0, 1
+    turns = [Turn("Alice", "one two three. four five six.", 0.0, 6.0)]  # the pointer gave it all to Alice
+    out = _speakers_from_frames(turns, [Region(0.0, 6.0)], frames, {"Alice": 0, "~spk 0": 1})
+    assert [(t.speaker, t.text) for t in out] == [("Alice", "one two three."), ("spk 0", "four five six.")]
+    assert out[0].start == 0.0 and out[1].end == 6.0 and out[0].end <= out[1].start

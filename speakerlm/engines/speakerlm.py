@@ -15,7 +15,9 @@ at pauses.
 4. `naming="posthoc"` is the baseline the pointer must beat: the model transcribes without any
    registration, and its anonymous speakers are named afterwards by voiceprint similarity.
 The model writes no times (as the paper's); `timing.time_turns` lays each window's turns over its
-speech, moving the boundaries to where the discovered voices change. An interrupted run resumes from
+speech, moving the boundaries to where the discovered voices change. By default (`speakers_from`)
+each word of those turns then takes the discovered voice speaking at its time, as the cascade labels
+its words: on the held-out sets this beats the pointer's per-turn choice by a wide margin. An interrupted run resumes from
 its last finished window (`state`, one JSON line per window).
 """
 
@@ -44,6 +46,12 @@ class SpeakerLMEngineConfig:
     # the bundled model was trained on 10–25 s clips; on whole 40–50 s clips a model at step 200 reached
     # only WER 92 %, so windows stay near the training length
     window_seconds: float = 20.0
+    # Whisper's temperature fallback for a window whose greedy answer fails its checks (decoding.decode)
+    fallback: bool = True
+    # "frames": the model's words are laid over its turns' times and each takes the diarization's
+    # speaker there, joined as the cascade joins its words; "pointer": each turn keeps the speaker the
+    # model chose. On the held-out sets frames win: ood cpWER 47.11 vs 65.34, real 15.45 vs 33.71
+    speakers_from: str = "frames"
     discover_speakers: bool = True  # diarize first and register the recording's voices (step 1)
     naming: str = "pointer"  # "pointer" (registration in the prompt) or "posthoc" (the naming baseline)
     retrieval_k: int = 8  # at most this many registered voices in a window's prompt
@@ -61,6 +69,8 @@ class SpeakerLMEngineConfig:
     def __post_init__(self):
         if self.naming not in ("pointer", "posthoc"):
             raise UserError(f"naming {self.naming!r}: choose pointer or posthoc")
+        if self.speakers_from not in ("pointer", "frames"):
+            raise UserError(f"speakers_from {self.speakers_from!r}: choose pointer or frames")
         if self.retrieval_k < 1:
             raise UserError(f"retrieval_k {self.retrieval_k}: give at least 1")
 
@@ -149,6 +159,8 @@ class SpeakerLMEngine(Engine):
                         new.setdefault(t.speaker, ANONYMOUS.format(n_anon + len(new)))
                 timed = [Turn(new.get(t.speaker, t.speaker.lstrip("~")), t.text, t.start, t.end)
                          for t in time_turns(found, inside, frames, clusters)]
+                if cfg.speakers_from == "frames" and frames is not None:
+                    timed = _speakers_from_frames(timed, inside, frames, clusters)
                 new_voices = {}
                 for label in new.values():
                     spans = [wave[int(t.start * SAMPLE_RATE) : int(t.end * SAMPLE_RATE)] for t in timed if t.speaker == label]
@@ -169,7 +181,7 @@ class SpeakerLMEngine(Engine):
         """One window (≤ window_seconds) with the registered voices that best match it → untimed turns."""
         import torch
 
-        from speakerlm.decoding import decode
+        from speakerlm.decoding import FALLBACK_TEMPERATURES, decode
         from speakerlm.features import frame_speaker_stream, log_mel_windows, n_frames
         from speakerlm.model import Example
 
@@ -181,7 +193,7 @@ class SpeakerLMEngine(Engine):
         slots = [(name, torch.from_numpy(np.asarray(voiceprints[name], np.float32))) for name in names]
         example = Example(audio, stream, slots, language=self.options.language)
         return decode(self.model, example, max_new_tokens=int(40 + 8 * duration(piece)),
-                      num_beams=self.options.num_beams)
+                      num_beams=self.options.num_beams, temperatures=FALLBACK_TEMPERATURES if self.config.fallback else (0.0,))
 
     def _window_voiceprints(self, voices: Voiceprints, clusters: dict[str, int], window: Region, wave: np.ndarray,
                             frames: Optional[np.ndarray]) -> Voiceprints:
@@ -241,6 +253,26 @@ class SpeakerLMEngine(Engine):
         named = match_names(np.stack(prints), voiceprints, self.config.match_threshold) if labels else {}
         rename = {label: named.get(i, label) for i, label in enumerate(labels)}
         return [Turn(rename[t.speaker], t.text, t.start, t.end) for t in turns]
+
+
+def _speakers_from_frames(turns: list[Turn], regions: list[Region], frames: np.ndarray,
+                          clusters: dict[str, int]) -> list[Turn]:
+    """The window's timed turns re-attributed word by word from the diarization frames."""
+    from speakerlm.engines.cascade import CascadeConfig, word_clusters, words_to_turns
+    from speakerlm.pretrained.fast_whisper import Word
+
+    label_of = {k: label.lstrip("~") for label, k in clusters.items()}
+    words: list[Word] = []
+    for t in turns:
+        inside = [Region(max(r.start, t.start), min(r.end, t.end)) for r in regions if r.end > t.start and r.start < t.end]
+        spread = time_turns([Turn(t.speaker, w) for w in t.text.split()], inside or [Region(t.start, t.end)])
+        words += [Word(w.text, w.start, w.end) for w in spread]
+    if not words:
+        return turns
+    config = CascadeConfig()
+    labels = [label_of.get(k, "") for k in word_clusters(words, frames, config)]
+    spoken = [t.speaker for t in turns for _ in t.text.split()]
+    return words_to_turns(words, [a or b for a, b in zip(labels, spoken)], config.turn_gap_s)
 
 
 def _read_state(state: Optional[Pathlike], n_windows: int) -> list[tuple[list[Turn], Voiceprints]]:
