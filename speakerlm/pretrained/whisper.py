@@ -279,11 +279,16 @@ def transcribe_window(model, processor: Processor, wave: np.ndarray, language: O
     import torch
 
     inputs = processor.features(wave[: CHUNK_SECONDS * SAMPLE_RATE], sampling_rate=SAMPLE_RATE, return_tensors="pt")
-    kwargs = dict(num_beams=num_beams, max_new_tokens=_max_tokens(wave.size / SAMPLE_RATE), max_length=None)
-    if model.generation_config.is_multilingual:
-        kwargs.update(language=language, task="transcribe")
+    # Whisper's prompt given in full: left to itself, transformers' `generate` starts this converted
+    # model without <|notimestamps|>, and its answers then end early ("10." for a 19 s window)
+    config, token = model.generation_config, processor.tokenizer.convert_tokens_to_ids
+    prompt = [token("<|startoftranscript|>")]
+    if config.is_multilingual:
+        prompt += [config.lang_to_id[f"<|{language or 'en'}|>"], config.task_to_id["transcribe"]]
+    prompt.append(config.no_timestamps_token_id)
     with torch.inference_mode():
-        tokens = model.generate(inputs.input_features, **kwargs)
+        tokens = model.generate(inputs.input_features, decoder_input_ids=torch.tensor([prompt]), num_beams=num_beams,
+                                max_new_tokens=_max_tokens(wave.size / SAMPLE_RATE), max_length=None)
     return processor.tokenizer.decode(tokens[0], skip_special_tokens=True).strip()
 
 
