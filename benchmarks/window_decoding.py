@@ -16,13 +16,12 @@ from pathlib import Path
 
 from speakerlm.audio import SAMPLE_RATE
 from speakerlm.data.datasets import load_dataset
+from speakerlm.decoding import FALLBACK_TEMPERATURES
 from speakerlm.metrics import aggregate, score_clip
 from speakerlm.pretrained.fast_whisper import COMPUTE_TYPE, ct2_dir
 from speakerlm.pretrained.whisper import load_whisper, transcribe_window
 from speakerlm.turns import Turn
 from speakerlm.vad import group_regions, speech_regions
-
-FALLBACK = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 
 def main() -> None:
@@ -44,8 +43,8 @@ def main() -> None:
 
     ways = {"transformers generate, greedy": lambda p: transcribe_window(model, processor, p),
             "faster-whisper greedy, temperature 0": lambda p: faster(p, 0.0),
-            "faster-whisper greedy, temperature fallback": lambda p: faster(p, FALLBACK),
-            "faster-whisper greedy, fallback, timestamp mode": lambda p: faster(p, FALLBACK, timestamps=True)}
+            "faster-whisper greedy, temperature fallback": lambda p: faster(p, FALLBACK_TEMPERATURES),
+            "faster-whisper greedy, fallback, timestamp mode": lambda p: faster(p, FALLBACK_TEMPERATURES, timestamps=True)}
     print(f"| data | decoding of the {args.window:g} s windows | WER |\n|---|---|---:|")
     for data in args.data:
         clips = load_dataset(data)
