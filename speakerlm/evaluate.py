@@ -41,9 +41,9 @@ from pathlib import Path
 from typing import Optional, Sequence, Union
 
 from speakerlm.audio import duration
-from speakerlm.data.datasets import FORMATS, SPEAKER_SCOPES, AudioSpan, EvalClip, load_dataset
+from speakerlm.data.datasets import FORMATS, SPEAKER_SCOPES, AudioSpan, EvalClip, load_dataset, whisper_language
 from speakerlm.errors import UserError
-from speakerlm.metrics import ClipScores, ErrorCounts, aggregate, score_clip
+from speakerlm.metrics import ClipScores, ErrorCounts, aggregate, score_clip, scoring_language
 from speakerlm.plots import plot_error_rates, plot_sweep
 from speakerlm.diarize import SpeakerCount
 from speakerlm.transcribe import ENGINES, Transcriber, TranscribeOptions
@@ -608,11 +608,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     switches = dict(args.engine_config or [])
     systems = [as_system(s, base, switches) for s in systems]  # unknown names fail before the data is read
     clips = load_dataset(args.data, args.format, audio_dir=args.audio_dir, stm=args.stm, enrolment=args.enrolment,
-                         clip_seconds=args.clip_seconds, speaker_scope=args.speaker_ids)
+                         clip_seconds=args.clip_seconds, speaker_scope=args.speaker_ids, channel=args.channel)
     clips = clips[: args.limit] if args.limit else clips
     if args.distractor_pool is not None:
         clips = add_distractor_pool(clips, load_dataset(args.distractor_pool))
-    language = args.score_language or ("zh" if (args.language or "").startswith("zh") else "en")
+    spoken = whisper_language(args.language) if args.language else data_language(clips, args.data)
+    systems = [replace(s, options=replace(s.options, language=spoken)) for s in systems]
+    language = args.score_language or scoring_language(spoken)
     mode = args.mode if args.mode is not None or args.sweep else "no"
     args.out.mkdir(parents=True, exist_ok=True)
     runs = evaluate(systems, clips, mode, args.distractors, args.seed, sweep=args.sweep or (),
@@ -623,6 +625,15 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     for path in write_reports(runs, args.out, meta, args.sweep or ()):
         print(f"wrote {path}", file=sys.stderr)
     sys.stdout.write(report_markdown(runs, str(args.data), args.sweep or ()))
+
+
+def data_language(clips: list[EvalClip], source: Path) -> str:
+    """The one language the clips are in (what their manifests say; English when they say nothing)."""
+    found = sorted({c.language or "en" for c in clips})
+    if len(found) > 1:
+        raise UserError(f"{source}: the recordings are in several languages ({', '.join(found)}); evaluate one "
+                        "language at a time, or pass --language")
+    return found[0]
 
 
 def add_distractor_pool(clips: list[EvalClip], pool: list[EvalClip]) -> list[EvalClip]:
@@ -662,9 +673,12 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
     e.add_argument("--whisper", help="Whisper model of the cascade and plain systems (default tiny.en)")
     e.add_argument("--model", help="SpeakerLM checkpoint for the speakerlm system (default: the bundled one)")
     e.add_argument("--int8", action="store_true", help="speakerlm system with int8 decoder weights (faster)")
-    e.add_argument("--language", default="en", help="language code for multilingual Whisper (default en)")
+    e.add_argument("--language", help="language code for multilingual Whisper (default: what the data's lhotse "
+                   "manifests say, else en)")
     e.add_argument("--score-language", choices=("en", "zh"),
-                   help="scoring tokens: en words or zh characters (default from --language)")
+                   help="scoring tokens: en words or zh characters (default from the language)")
+    e.add_argument("--channel", type=int, help="lhotse data: evaluate this channel id (e.g. one AMI headset or array "
+                   "microphone); default: the mean of all the recording's channels")
     e.add_argument("--speaker-encoder", choices=("campp", "ge2e"),
                    help="voiceprint model of the cascade (default campp; a SpeakerLM model uses its own)")
     e.add_argument("--engine-config", action="append", type=_switch, metavar="KEY=VALUE",

@@ -139,6 +139,11 @@ def _mandarin_tokens(text: str) -> list[str]:
     return re.findall(r"[A-Z0-9]+(?:'[A-Z0-9]+)*|\S", text)
 
 
+def scoring_language(language: Optional[str]) -> str:
+    """How speech in `language` (a Whisper code) is scored: "zh" (characters) for Chinese, else "en" (words)."""
+    return "zh" if (language or "").startswith("zh") else "en"
+
+
 def normalized_tokens(text: str, language: str = "en") -> list[str]:
     """The scoring tokens of `text`: English words or Mandarin characters (see module docstring)."""
     text = unicodedata.normalize("NFKC", text)

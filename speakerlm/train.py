@@ -68,8 +68,11 @@ class TrainConfig:
     # (stage 1's alignment of the audio projector, paper §3.3)
     data_mode: str = "sdr"
     segment_seconds: tuple[float, float] = (40.0, 50.0)  # recordings longer are cut into such training clips
-    language: Optional[str] = None  # spoken language of the data (a multilingual backbone's prefix; scoring)
-    channel: Optional[int] = None  # lhotse channel id to train on (multi-channel data); None mixes one-file channels
+    # spoken language (Whisper codes): one for all data, or one per dataset in the order given; empty:
+    # each dataset's own (what its lhotse manifests say), else English. A multilingual backbone's
+    # prefix; Chinese dev clips are scored by characters.
+    language: tuple[str, ...] = ()
+    channel: Optional[int] = None  # lhotse channel id to train on (multi-channel data); None mixes all channels
 
 
 # The curriculum (paper §3.3). For the Whisper backbone the pretrained decoder already did stage 1's
@@ -119,6 +122,7 @@ class ClipInputs:
     voiceprints: dict[str, torch.Tensor]  # reference speaker → enrolment embedding
     distractors: dict[str, torch.Tensor]  # absent speaker → enrolment embedding
     frames: int = 0  # encoder frames (50 per second); from frame_speaker when held
+    language: Optional[str] = None  # spoken language (Whisper code); None = English
     source: Optional[Path] = None  # the safetensors file holding "audio" and "frame_speaker"
     device: Optional[torch.device] = None  # where the tensors go when read (an accelerator)
 
@@ -198,7 +202,8 @@ def prepare_inputs(model: SpeakerLM, clips, cache: Path, train_encoder: bool = F
         with safe_open(str(path), framework="pt") as f:  # the voiceprints now, the rest at each use
             enrolled = {k[4:]: f.get_tensor(k) for k in f.keys() if k.startswith("spk/")}
             frames = f.get_slice("frame_speaker").get_shape()[0]
-        out.append(ClipInputs(clip.id, None, None, list(clip.reference), enrolled, {}, frames=frames, source=path))
+        out.append(ClipInputs(clip.id, None, None, list(clip.reference), enrolled, {}, frames=frames, source=path,
+                              language=clip.language))
     return out
 
 
@@ -240,7 +245,7 @@ def draw_names(rng: random.Random, n: int) -> list[str]:
 
 
 def make_example(clip: ClipInputs, mode: str, rng: random.Random, n_distractors: int = 0,
-                 partial: bool = False, language: Optional[str] = None) -> Example:
+                 partial: bool = False) -> Example:
     """One training/eval example in a registration mode ("match", "no", "over"; or "asr", the words
     alone): names drawn from the pool, order shuffled. `partial`: a random non-empty proper subset of
     the speakers is registered (clips of ≥ 2 speakers)."""
@@ -248,9 +253,9 @@ def make_example(clip: ClipInputs, mode: str, rng: random.Random, n_distractors:
     audio, stream = clip.tensors()
     if mode == "asr":
         return Example(audio, stream, [], [Turn("", " ".join(t.text for t in clip.reference))], task="asr",
-                       language=language)
+                       language=clip.language)
     if mode == "no" or not all(s in clip.voiceprints for s in speakers):
-        return Example(audio, stream, [], target_turns(clip.reference), language=language)
+        return Example(audio, stream, [], target_turns(clip.reference), language=clip.language)
     registered = rng.sample(speakers, rng.randint(1, len(speakers) - 1)) if partial and len(speakers) > 1 else speakers
     names = draw_names(rng, len(registered) + (n_distractors if mode == "over" else 0))
     rename = dict(zip(registered, names))
@@ -262,7 +267,7 @@ def make_example(clip: ClipInputs, mode: str, rng: random.Random, n_distractors:
     rng.shuffle(slots)
     reference = [Turn(rename.get(t.speaker, t.speaker), t.text, t.start, t.end) for t in clip.reference]
     return Example(audio, stream, slots, target_turns(reference, registered=rename.values()),
-                   language=language)
+                   language=clip.language)
 
 
 def batches(clips: list[ClipInputs], cfg: TrainConfig, rng: random.Random) -> Iterator[list[int]]:
@@ -317,28 +322,36 @@ def save_checkpoint(out: Path, model: SpeakerLM, optimizer, step: int, rng: rand
     shutil.rmtree(old, ignore_errors=True)
 
 
-def evaluate_dev(model: SpeakerLM, clips: list[ClipInputs], seed: int = 0, data_mode: str = "sdr",
-                 language: Optional[str] = None) -> dict:
+def evaluate_dev(model: SpeakerLM, clips: list[ClipInputs], seed: int = 0, data_mode: str = "sdr") -> dict:
     """WER and cpWER (No-Regist), saWER (Match-Regist) on dev clips, micro-averaged; in the "asr" data
-    mode WER alone. Chinese (language zh*) is scored by characters: the error rates are then CERs."""
+    mode WER alone. Chinese clips (language zh*) are scored by characters: the error rates are then
+    CERs. Dev clips in several scorings get one set of figures per scoring, keys prefixed "en_", "zh_"."""
     from speakerlm.decoding import decode
-    from speakerlm.metrics import aggregate, score_clip
+    from speakerlm.metrics import aggregate, score_clip, scoring_language
     from speakerlm.pretrained.whisper import ENCODER_FRAMES_PER_SECOND
 
     model.eval()
     rng = random.Random(seed)
-    scoring = "zh" if (language or "").startswith("zh") else "en"
-    scores = {"asr": []} if data_mode == "asr" else {"no": [], "match": []}
+    modes = ("asr",) if data_mode == "asr" else ("no", "match")
+    scores: dict[str, dict[str, list]] = {}  # scoring → mode → per-clip scores
     for clip in clips:
-        for mode in scores:
-            ex = make_example(clip, mode, rng, language=language)
+        scoring = scoring_language(clip.language)
+        for mode in modes:
+            ex = make_example(clip, mode, rng)
             hyp = decode(model, ex, max_new_tokens=int(40 + 8 * clip.frames / ENCODER_FRAMES_PER_SECOND))
-            scores[mode].append(score_clip(ex.turns, hyp, registered=mode == "match", language=scoring))
+            scores.setdefault(scoring, {}).setdefault(mode, []).append(
+                score_clip(ex.turns, hyp, registered=mode == "match", language=scoring))
     model.train()
-    if data_mode == "asr":
-        return {"wer": aggregate(scores["asr"])["wer"]}
-    no, match = aggregate(scores["no"]), aggregate(scores["match"])
-    return {"wer": no["wer"], "cpwer": no["cpwer"], "sawer": match["sawer"], "match_wer": match["wer"]}
+    out = {}
+    for scoring, by_mode in scores.items():
+        prefix = f"{scoring}_" if len(scores) > 1 else ""
+        if data_mode == "asr":
+            figures = {"wer": aggregate(by_mode["asr"])["wer"]}
+        else:
+            no, match = aggregate(by_mode["no"]), aggregate(by_mode["match"])
+            figures = {"wer": no["wer"], "cpwer": no["cpwer"], "sawer": match["sawer"], "match_wer": match["wer"]}
+        out.update({prefix + k: v for k, v in figures.items()})
+    return out
 
 
 # ---------------------------------------------------------------- the loop
@@ -387,7 +400,7 @@ def train(cfg: TrainConfig, data: Path | list[Path], out: Path, dev: Optional[Pa
             shares = [next(stream) for _ in range(accelerator.num_processes)]  # a batch for every process…
             drawn += accelerator.num_processes
             partial = mode != "no" and rng.random() < cfg.partial_registration
-            batch = [make_example(inputs[i], mode, rng, n_ov, partial, cfg.language)
+            batch = [make_example(inputs[i], mode, rng, n_ov, partial)
                      for i in shares[accelerator.process_index]]  # …this one's
             _, loss = model(batch)
             accelerator.backward(loss / cfg.accumulation)
@@ -409,7 +422,7 @@ def train(cfg: TrainConfig, data: Path | list[Path], out: Path, dev: Optional[Pa
             save_checkpoint(out, accelerator.unwrap_model(model), optimizer, step, rng, drawn)
         if dev_inputs and cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
             _log(log, {"step": step, **evaluate_dev(accelerator.unwrap_model(model), dev_inputs,
-                                                    data_mode=cfg.data_mode, language=cfg.language)})
+                                                    data_mode=cfg.data_mode)})
             plot_training_curve(out / "log.jsonl", out / "training_curve.png")
     bar.close()
     if accelerator.is_main_process:
@@ -428,13 +441,15 @@ def _starting_model(cfg: TrainConfig, resume: Path, init: Optional[Path]) -> Spe
     return model
 
 
-def training_clips(path: Path, cfg: TrainConfig) -> list:
+def training_clips(path: Path, cfg: TrainConfig, language: Optional[str] = None) -> list:
     """A dataset's clips as training sees them: recordings longer than the training segments cut into
     them (references clipped, enrolment from the same speaker elsewhere in the recording); in the
-    "asr" data mode, every single-speaker utterance of them."""
+    "asr" data mode, every single-speaker utterance of them. `language` overrides what the data says."""
     from speakerlm.data.datasets import load_dataset, single_speaker_utterances
 
     clips = load_dataset(path, segments=cfg.segment_seconds, channel=cfg.channel)
+    if language is not None:
+        clips = [replace(c, language=language) for c in clips]
     if cfg.data_mode == "asr":
         clips = [u for c in clips for u in single_speaker_utterances(c)]
     return clips
@@ -443,18 +458,22 @@ def training_clips(path: Path, cfg: TrainConfig) -> list:
 def _training_inputs(model: SpeakerLM, cfg: TrainConfig, data, dev: Optional[Path], out: Path,
                      limit: Optional[int], accelerator) -> tuple[list[ClipInputs], list[ClipInputs]]:
     """Every dataset's clips as cached model inputs, with Over-Regist distractors from all of them."""
-    clips = lambda path, n: training_clips(path, cfg)[:n]
+    paths = [data] if isinstance(data, Path) else list(data)
+    languages = dataset_languages(cfg.language, paths)
+    everywhere = languages[paths[0]] if len(cfg.language) == 1 else None  # one --language: the dev data's too
+    clips = {path: training_clips(path, cfg, languages.get(path, everywhere))[:limit] for path in paths}
+    dev_clips = training_clips(dev, cfg, everywhere)[: cfg.eval_clips] if dev else []
+    check_languages(model, {c.language for c in [*dev_clips, *(c for cs in clips.values() for c in cs)]})
     # cached encoder states are the packaged encoder's; a model whose encoder an earlier stage trained
     # (and this one freezes) needs its own
     features = out / "features" if model.encoder_trained and not cfg.train_encoder else out.parent / "features"
     cache = lambda path: feature_cache(features, path, cfg.model, cfg.train_encoder)
     inputs = []
     with accelerator.main_process_first():  # the main process fills the feature cache, the others read it
-        for path in [data] if isinstance(data, Path) else data:
-            inputs += prepare_inputs(model, clips(path, limit), cache(path), cfg.train_encoder,
+        for path in paths:
+            inputs += prepare_inputs(model, clips[path], cache(path), cfg.train_encoder,
                                      progress=accelerator.is_main_process)
-    dev_inputs = prepare_inputs(model, clips(dev, cfg.eval_clips), cache(dev), cfg.train_encoder,
-                                progress=False) if dev else []
+    dev_inputs = prepare_inputs(model, dev_clips, cache(dev), cfg.train_encoder, progress=False) if dev else []
     if accelerator.device.type != "cpu":
         # the model builds prompts and labels from fresh tensors: let them, and every clip's inputs as
         # it is read, live on the accelerator
@@ -463,6 +482,35 @@ def _training_inputs(model: SpeakerLM, cfg: TrainConfig, data, dev: Optional[Pat
             c.device = accelerator.device
             c.voiceprints = {k: v.to(accelerator.device) for k, v in c.voiceprints.items()}
     return distractor_pool(inputs), dev_inputs
+
+
+def dataset_languages(given: tuple[str, ...], paths: list[Path]) -> dict[Path, str]:
+    """--language as {dataset: code}: one code for every dataset, or one per dataset in order;
+    datasets missing here keep their clips' own languages."""
+    from speakerlm.data.datasets import whisper_language
+    from speakerlm.errors import UserError
+
+    if not given:
+        return {}
+    if len(given) not in (1, len(paths)):
+        raise UserError(f"--language {' '.join(given)}: give one language for all data or one per --data folder "
+                        f"({len(paths)}), in the same order")
+    codes = [whisper_language(g) for g in given]
+    return {p: codes[0] if len(codes) == 1 else codes[i] for i, p in enumerate(paths)}
+
+
+def check_languages(model: SpeakerLM, languages: set) -> None:
+    """Refuse, before any step, data in a language the backbone cannot be prompted with (an English-only
+    Whisper given Chinese)."""
+    from speakerlm.errors import UserError
+
+    if not hasattr(model.backbone, "prefix_ids"):  # a decoder-only LLM reads any language's text
+        return
+    for language in sorted(languages - {None}):
+        try:
+            model.backbone.prefix_ids(language)
+        except ValueError as e:
+            raise UserError(f"training data in {language}: {e}") from None
 
 
 def _restore(resume: Path, optimizer, rng: random.Random) -> tuple[int, int]:
@@ -526,11 +574,13 @@ def add_train_parser(subparsers) -> None:
     p.add_argument("--llm-dtype", default="float32", choices=("float32", "bfloat16"),
                    help="the LLM's pretrained weights in this dtype (bfloat16: bf16 autocast, trained tensors float32)")
     p.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in the backward pass")
-    p.add_argument("--language", help="spoken language of the data (multilingual Whisper prefix; zh is scored by characters)")
+    p.add_argument("--language", nargs="+", default=(), metavar="CODE",
+                   help="spoken language: one for all --data, or one per --data folder in order (default: what each "
+                        "dataset's lhotse manifests say, else en); a multilingual Whisper's prefix; zh dev data is scored by characters")
     p.add_argument("--segment-seconds", type=float, nargs=2, default=(40.0, 50.0), metavar=("SHORTEST", "LONGEST"),
                    help="recordings longer than LONGEST are cut into training segments of this length (default 40 50)")
     p.add_argument("--channel", type=int, help="lhotse data: train on this channel id (e.g. one AMI headset or array "
-                   "microphone); default: the mean of a one-file recording's channels")
+                   "microphone); default: the mean of all the recording's channels (of its one file, or of all its files)")
     p.set_defaults(func=cmd_train)
 
     e = subparsers.add_parser("export", help="turn a training checkpoint into a model folder to ship (float16)")
@@ -553,6 +603,6 @@ def cmd_train(args: argparse.Namespace) -> None:
                        warmup_steps=args.warmup, token_budget=args.token_budget, accumulation=args.accumulation,
                        eval_every=args.eval_every, save_every=args.save_every, seed=args.seed,
                        partial_registration=args.partial_registration,
-                       gradient_checkpointing=args.gradient_checkpointing, language=args.language,
+                       gradient_checkpointing=args.gradient_checkpointing, language=tuple(args.language),
                        segment_seconds=tuple(args.segment_seconds), channel=args.channel)
     print(train(cfg, args.data, args.out, args.dev, args.init, args.limit, args.stop_after))

@@ -23,9 +23,15 @@ class Turn:
     text: str  # what was said, as written (punctuation kept)
     start: Optional[Seconds] = None  # turn start in the recording, if known
     end: Optional[Seconds] = None  # turn end in the recording, if known
+    # (start, end) of each word of `text` (split on whitespace), where a reference has word alignments
+    # (lhotse's); only cutting a reference into segments reads them
+    word_times: Optional[tuple[tuple[Seconds, Seconds], ...]] = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["word_times"] is None:
+            del d["word_times"]
+        return d
 
     @staticmethod
     def from_dict(d: dict) -> "Turn":
@@ -34,6 +40,7 @@ class Turn:
             text=str(d["text"]),
             start=None if d.get("start") is None else float(d["start"]),
             end=None if d.get("end") is None else float(d["end"]),
+            word_times=tuple((float(a), float(b)) for a, b in d["word_times"]) if d.get("word_times") else None,
         )
 
 

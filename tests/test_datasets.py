@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -418,7 +418,7 @@ def test_stage1_data_mode_gives_single_speaker_utterances(tmp_path):
 
 def test_long_meeting_channels_of_multi_source_and_multi_channel_recordings(tmp_path):
     """AMI ihm-like: one file per headset (lhotse sources with channel ids); a recording in one
-    multi-channel file. A channel is chosen by id; a multi-source recording without one is refused."""
+    multi-channel file. A channel is chosen by id; without one, the channels (files) are mixed."""
     from lhotse import AudioSource, Recording, RecordingSet, SupervisionSegment, SupervisionSet
 
     rng = np.random.default_rng(1)
@@ -431,8 +431,11 @@ def test_long_meeting_channels_of_multi_source_and_multi_channel_recordings(tmp_
     RecordingSet.from_recordings([ihm]).to_file(folder / "ami-ihm_recordings_train.jsonl.gz")
     SupervisionSet.from_segments([SupervisionSegment("s0", "mtg", 0.0, 2.0, speaker="A", text="hello there")]).to_file(
         folder / "ami-ihm_supervisions_train.jsonl.gz")
-    with pytest.raises(UserError, match="--channel"):
-        load_dataset(folder)
+    mix = load_dataset(folder)[0]  # no channel: the mean of the recording's files (as AMI's ihm-mix, unscaled)
+    assert mix.audio.path == heads[0] and mix.audio.mix == (heads[1],)
+    assert np.allclose(mix.audio.load(), (load_audio(heads[0]) + load_audio(heads[1])) / 2, atol=1e-4)
+    window = replace(mix.audio, start=1.0, end=2.5).load()  # a span of the mix reads that span of every file
+    assert window.size == int(1.5 * SAMPLE_RATE) and np.allclose(window, mix.audio.load()[SAMPLE_RATE:int(2.5 * SAMPLE_RATE)], atol=1e-6)
     second = load_dataset(folder, channel=1)[0]
     assert second.audio.path == heads[1] and np.allclose(second.audio.load(), load_audio(heads[1]), atol=1e-4)
     with pytest.raises(UserError, match="no channel 5"):
@@ -449,3 +452,84 @@ def test_long_meeting_channels_of_multi_source_and_multi_channel_recordings(tmp_
     mixed, right = load_dataset(stereo.parent)[0], load_dataset(stereo.parent, channel=1)[0]
     assert np.allclose(right.audio.load(), both[:, 1], atol=1e-6)
     assert np.allclose(mixed.audio.load(), both.mean(axis=1), atol=1e-6)
+
+
+def test_long_meeting_word_alignments_decide_where_a_cut_turn_splits(tmp_path):
+    """A supervision with a word alignment (as the AMI recipe writes) is split at a cut by its words'
+    own times, not by the length-spread estimate; a cuts manifest's alignments (kept in the recording's
+    clock by lhotse) are read in the cut's."""
+    from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
+    from lhotse.supervision import AlignmentItem
+
+    from speakerlm.data.datasets import training_segments
+
+    wav = write_wave(tmp_path / "mtg.wav", (np.random.default_rng(0).standard_normal(120 * SAMPLE_RATE) * 0.01).astype(np.float32))
+    # A talks 30–60 s with no pause around 40–50 s, so the first cut lands at 50 s, inside the turn. The
+    # alignment puts 8 of its 10 words before 34 s; spread evenly by length, only 7 would lie before 50 s.
+    words = [f"w{i}" for i in range(10)]
+    times = [(30.0 + 0.5 * i, 30.4 + 0.5 * i) for i in range(8)] + [(51.0, 52.0), (58.0, 60.0)]
+    long_turn = SupervisionSegment("s1", "mtg", 30.0, 30.0, speaker="A", text=" ".join(words),
+                                   alignment={"word": [AlignmentItem(w, a, round(b - a, 3)) for w, (a, b) in zip(words, times)]})
+    others = [SupervisionSegment(f"s{k}", "mtg", t, 4.0, speaker="B", text=f"x{k} y{k}") for k, t in ((0, 5.0), (2, 62.0), (3, 90.0))]
+    folder = tmp_path / "ami"
+    folder.mkdir()
+    RecordingSet.from_recordings([Recording.from_file(wav, recording_id="mtg")]).to_file(folder / "ami_recordings.jsonl.gz")
+    SupervisionSet.from_segments([long_turn, *others]).to_file(folder / "ami_supervisions.jsonl.gz")
+    clip = load_dataset(folder)[0]
+    assert [t.word_times for t in clip.reference if t.speaker == "A"] == [tuple(times)]
+    assert "word_times" not in clip.reference[0].to_dict() and "word_times" in clip.reference[1].to_dict()
+    said_by_a = lambda segment: [w for t in segment.reference if t.speaker == "A" for w in t.text.split()]
+    segments = training_segments(clip, 40.0, 50.0)
+    assert segments[1].audio.start == 50.0
+    assert said_by_a(segments[0]) == words[:8] and said_by_a(segments[1]) == words[8:]
+    assert [t.word_times for t in segments[1].reference if t.speaker == "A"] == [((1.0, 2.0), (8.0, 10.0))]
+    unaligned = replace(clip, reference=tuple(replace(t, word_times=None) for t in clip.reference))
+    assert said_by_a(training_segments(unaligned, 40.0, 50.0)[0]) == words[:7]
+
+    cuts = CutSet.from_manifests(RecordingSet.from_recordings([Recording.from_file(wav, recording_id="mtg")]),
+                                 SupervisionSet.from_segments([long_turn]))
+    CutSet.from_cuts([c.truncate(offset=32.3, duration=30.0) for c in cuts]).to_file(tmp_path / "cuts.jsonl.gz")
+    (turn,) = load_dataset(tmp_path / "cuts.jsonl.gz")[0].reference
+    assert turn.text.split() == words[5:]  # w5 (32.5–32.9 s) is the first word whose middle is inside
+    assert turn.word_times[0] == pytest.approx((0.2, 0.6)) and turn.word_times[-1] == pytest.approx((25.7, 27.7))
+
+
+def test_multilingual_language_per_dataset_from_manifests_and_from_the_flag(tmp_path):
+    """lhotse recipes name a language ("Chinese" in AliMeeting/AISHELL-4); it becomes each clip's
+    Whisper code, and `--language` overrides it for all data or per dataset."""
+    from lhotse import Recording, RecordingSet, SupervisionSegment, SupervisionSet
+
+    from speakerlm.train import TrainConfig, dataset_languages, training_clips
+
+    def dataset(name: str, language: str | None) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        wav = write_wave(folder / "a.wav", (np.random.default_rng(0).standard_normal(4 * SAMPLE_RATE) * 0.05).astype(np.float32))
+        RecordingSet.from_recordings([Recording.from_file(wav, recording_id="a")]).to_file(folder / "x_recordings.jsonl.gz")
+        SupervisionSet.from_segments([SupervisionSegment("s", "a", 0.0, 2.0, speaker="A", text="ni hao", language=language)]).to_file(
+            folder / "x_supervisions.jsonl.gz")
+        return folder
+
+    zh, en, unsaid = dataset("alimeeting", "Chinese"), dataset("ami", "English"), dataset("plain", None)
+    assert [load_dataset(p)[0].language for p in (zh, en, unsaid)] == ["zh", "en", None]
+    assert training_clips(en, TrainConfig(), "zh")[0].language == "zh"
+    assert dataset_languages(("en", "Mandarin"), [zh, en]) == {zh: "en", en: "zh"}
+    assert dataset_languages(("zh",), [zh, en]) == {zh: "zh", en: "zh"}
+    assert dataset_languages((), [zh, en]) == {}
+    with pytest.raises(UserError, match="one per --data"):
+        dataset_languages(("en", "zh", "fr"), [zh, en])
+    with pytest.raises(UserError, match="Klingon"):
+        dataset_languages(("Klingon",), [zh])
+    # the bundled English-only Whisper refuses Chinese data in one line, before any input is cached
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "speakerlm", "train", "--data", str(en), str(zh), "--out",
+                           str(tmp_path / "runs" / "x"), "--language", "en", "zh"], capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0, done.stderr[-2000:]
+    assert "zh" in done.stderr and "English-only" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "runs" / "features").exists()
+    # evaluation reads the language from the manifests too: Chinese data is not decoded as English
+    done = subprocess.run([sys.executable, "-m", "speakerlm", "evaluate", str(zh), "--systems", "plain",
+                           "--out", str(tmp_path / "eval")], capture_output=True, text=True)
+    assert done.returncode == 2 and "--language zh" in done.stderr and "English-only" in done.stderr, done.stderr[-2000:]

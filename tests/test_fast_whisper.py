@@ -96,3 +96,12 @@ def test_blocks_end_in_the_quietest_stretch_before_the_block_length():
     wave[pause : pause + SAMPLE_RATE // 2] = 0.0  # a half-second pause 7 s before the block length
     assert pause <= block_end(wave, 0) < pause + SAMPLE_RATE // 2
     assert block_end(wave, wave.size - int(1.1 * BLOCK_SECONDS * SAMPLE_RATE)) == wave.size  # the last block runs to the end
+
+
+def test_english_only_whisper_refuses_another_language():
+    """faster-whisper would quietly write English for French speech with tiny.en; the engines refuse it."""
+    from speakerlm.errors import UserError
+
+    with pytest.raises(UserError, match="English-only.*--whisper base"):
+        FastWhisper("tiny.en", language="fr")
+    assert not FastWhisper("tiny.en", language=None).multilingual  # detect: allowed, English is all it knows

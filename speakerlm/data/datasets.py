@@ -60,29 +60,43 @@ STM_SKIP = ("ignore_time_segment_in_scoring", "inter_segment_gap")  # NIST marke
 
 @dataclass(frozen=True)
 class AudioSpan:
-    """A whole audio file, or the [start, end) seconds of one."""
+    """A whole audio file, or the [start, end) seconds of one; or the mix of several files (the
+    per-channel files of a multi-source recording, e.g. AMI's headsets) over the same span."""
 
     path: Path
     start: Seconds = 0.0
     end: Optional[Seconds] = None  # None = to the end of the file
     channel: Optional[int] = None  # one channel of a multi-channel file; None = the mean of all
+    mix: tuple[Path, ...] = ()  # further files of the same recording, averaged with `path`
 
     def load(self) -> np.ndarray:
         """SAMPLE_RATE mono float32 samples of the span (only the span is read from disk)."""
-        if self.start == 0.0 and self.end is None and self.channel is None:
+        if self.start == 0.0 and self.end is None and self.channel is None and not self.mix:
             return load_audio(self.path)
+        parts = [self._read(p) for p in (self.path, *self.mix)]
+        rates = {sr for _, sr in parts}
+        if len(rates) > 1:
+            raise UserError(f"{self.path}: the files of this recording have different sample rates "
+                            f"({', '.join(map(str, sorted(rates)))} Hz); resample them to one rate")
+        n = min(w.size for w, _ in parts)
+        wave = np.stack([w[:n] for w, _ in parts], axis=1) if len(parts) > 1 else parts[0][0]
+        return prepare_wave(wave, rates.pop(), source=f"{self.path} [{self.start:.2f}–{self.end or math.inf:.2f} s]")
+
+    def _read(self, path: Path) -> tuple[np.ndarray, int]:
+        """The span of one file, mono (`channel`, or the mean of its channels), at the file's rate."""
         import soundfile as sf
 
-        if not self.path.exists():
-            raise UserError(f"{self.path}: no such file; check the path")
-        rate = sf.info(str(self.path)).samplerate
-        stop = None if self.end is None else int(round(self.end * rate))
-        wave, sr = sf.read(str(self.path), start=int(round(self.start * rate)), stop=stop, dtype="float32", always_2d=True)
+        if not path.exists():
+            raise UserError(f"{path}: no such file; check the path")
+        with readable(path):
+            rate = sf.info(str(path)).samplerate
+            stop = None if self.end is None else int(round(self.end * rate))
+            wave, sr = sf.read(str(path), start=int(round(self.start * rate)), stop=stop, dtype="float32", always_2d=True)
         if self.channel is not None:
             if self.channel >= wave.shape[1]:
-                raise UserError(f"{self.path}: no channel {self.channel} (the file has {wave.shape[1]}); choose another")
-            wave = wave[:, self.channel]
-        return prepare_wave(wave, sr, source=f"{self.path} [{self.start:.2f}–{self.end or math.inf:.2f} s]")
+                raise UserError(f"{path}: no channel {self.channel} (the file has {wave.shape[1]}); choose another")
+            return wave[:, self.channel], sr
+        return wave.mean(axis=1), sr
 
     def duration(self) -> Seconds:
         """Length of the span in seconds (the file's header is read when the span runs to its end)."""
@@ -102,7 +116,8 @@ class AudioSpan:
 
     def to_dict(self) -> dict:
         channel = {} if self.channel is None else {"channel": self.channel}
-        return {"path": str(self.path), "start": self.start, "end": self.end, **channel}
+        mix = {"mix": [str(p) for p in self.mix]} if self.mix else {}
+        return {"path": str(self.path), "start": self.start, "end": self.end, **channel, **mix}
 
 
 @dataclass(frozen=True)
@@ -115,6 +130,7 @@ class EvalClip:
     enrolment: dict[str, tuple[AudioSpan, ...]] = field(default_factory=dict)  # reference speaker → audio
     distractors: dict[str, tuple[AudioSpan, ...]] = field(default_factory=dict)  # absent speakers → audio
     recording: str = ""  # source recording id (windows of one recording share it)
+    language: Optional[str] = None  # spoken language (Whisper's code, e.g. "en", "zh"), where the data says
 
     @property
     def speakers(self) -> list[str]:
@@ -147,7 +163,7 @@ def load_dataset(
     `segments`: (shortest, longest) seconds: cut recordings longer than `longest` into training
     segments with clipped references (`training_segments`). `channel`: which channel of a lhotse
     recording to read (its channel id: of a multi-channel file, or the source that holds it in a
-    multi-source recording such as AMI's ihm); None mixes the channels of a one-file recording.
+    multi-source recording such as AMI's ihm); None mixes all its channels (of one file, or of all its files).
     """
     path = Path(path)
     if not path.exists():
@@ -389,14 +405,16 @@ def load_lhotse(path: Path, channel: Optional[int] = None) -> list[EvalClip]:
             raise UserError(f"{other}: no such file; a lhotse {path.name} needs its partner manifest beside it")
         pair = (path, other) if "recordings" in path.name else (other, path)
     recordings, supervisions = (_load(load_manifest, p) for p in pair)
-    by_recording: dict[str, list[Turn]] = {}
+    by_recording: dict[str, list] = {}
     for s in supervisions:
         if s.recording_id not in recordings:
             raise UserError(f"{pair[1]}: supervision {s.id} names recording {s.recording_id!r}, which {pair[0].name} lacks")
-        by_recording.setdefault(s.recording_id, []).append(_supervision_turn(s, pair[1]))
+        by_recording.setdefault(s.recording_id, []).append(s)
     return [
-        EvalClip(rid, _recording_span(recordings[rid], pair[0], channel), _in_time_order(turns), recording=rid)
-        for rid, turns in by_recording.items()
+        EvalClip(rid, _recording_span(recordings[rid], pair[0], channel),
+                 _in_time_order([_supervision_turn(s, pair[1]) for s in sups]), recording=rid,
+                 language=_spoken_language(sups, pair[1]))
+        for rid, sups in by_recording.items()
     ]
 
 
@@ -407,24 +425,60 @@ def _load(load_manifest, path: Path):
         raise UserError(f"{path}: not a lhotse manifest ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
 
 
-def _supervision_turn(s, source: Path) -> Turn:
+def _supervision_turn(s, source: Path, origin: Seconds = 0.0) -> Turn:
+    """A supervision as a Turn, with its word alignment's times where it has one per word of its text.
+    `origin`: where the clip starts in the recording (lhotse keeps a cut's alignments in the
+    recording's clock while its supervisions move to the cut's)."""
     if not s.speaker or s.text is None:
         raise UserError(f"{source}: supervision {s.id} has no {'speaker' if not s.speaker else 'text'}; both are needed to score")
-    return Turn(s.speaker, s.text, round(s.start, 3), round(s.end, 3))
+    return Turn(s.speaker, s.text, round(s.start, 3), round(s.end, 3), _word_times(s, origin))
+
+
+def _spoken_language(supervisions, source: Path) -> Optional[str]:
+    """The language most of a recording's supervisions name (lhotse recipes write "English",
+    "Chinese", …; the simulator writes codes), as Whisper's code; None when none names one."""
+    from collections import Counter
+
+    named = Counter(s.language for s in supervisions if s.language)
+    return whisper_language(named.most_common(1)[0][0], source) if named else None
+
+
+def whisper_language(name: str, source: object = "--language") -> str:
+    """Whisper's code for a language given by code ("zh") or name ("Chinese", "mandarin")."""
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
+
+    key = name.strip().lower()
+    if key in LANGUAGES:
+        return key
+    if key in TO_LANGUAGE_CODE:
+        return TO_LANGUAGE_CODE[key]
+    raise UserError(f"{source}: language {name!r} is not one Whisper knows; give a code such as en or zh")
+
+
+def _word_times(s, origin: Seconds) -> Optional[tuple[tuple[Seconds, Seconds], ...]]:
+    """(start, end) per word of the supervision's text, relative to the clip, from its "word"
+    alignment; None when it has none, or one that does not match its words and time span."""
+    items = (s.alignment or {}).get("word") or []
+    if not items or len(items) != len(s.text.split()):
+        return None
+    times = tuple((round(i.start - origin, 3), round(i.start + i.duration - origin, 3)) for i in items)
+    slack = 0.5  # seconds: alignments may stick out of the segment a little, never far
+    if times[0][0] < s.start - slack or times[-1][1] > s.end + slack:
+        return None
+    return times
 
 
 def _recording_span(recording, manifest: Path, channel: Optional[int] = None) -> AudioSpan:
-    """The whole recording as a span: its one file (all channels mixed, or `channel`), or in a
-    multi-source recording the file that holds `channel`."""
+    """The whole recording as a span: its one file (all channels mixed, or `channel`); in a
+    multi-source recording (one file per channel, e.g. AMI ihm/mdm) the file that holds `channel`,
+    or with no channel the mean of all its files."""
     sources = recording.sources
     if any(s.type != "file" for s in sources):
         raise UserError(f"{manifest}: recording {recording.id} is not read from audio files (source type "
                         f"{sources[0].type}); convert it to wav")
     if channel is None:
-        if len(sources) != 1:
-            raise UserError(f"{manifest}: recording {recording.id} has {len(sources)} source files (one per channel, "
-                            "e.g. AMI ihm/mdm); choose one with --channel, or use the recipe's one-file mix (ihm-mix, sdm)")
-        return AudioSpan(_source_path(sources[0], recording, manifest))
+        first, *others = (_source_path(s, recording, manifest) for s in sources)
+        return AudioSpan(first, mix=tuple(others))
     holding = [s for s in sources if channel in s.channels]
     if not holding:
         raise UserError(f"{manifest}: recording {recording.id} has no channel {channel} (it has "
@@ -447,11 +501,12 @@ def _clips_from_cuts(cuts, source: Path, channel: Optional[int] = None) -> list[
     clips = []
     for cut in cuts:
         # lhotse keeps a supervision that runs over the cut's edge whole; keep only the words inside
-        clipped = (_clip_turn(_supervision_turn(s, source), 0.0, cut.duration) for s in cut.supervisions)
+        clipped = (_clip_turn(_supervision_turn(s, source, cut.start), 0.0, cut.duration) for s in cut.supervisions)
         turns = tuple(sorted((t for t in clipped if t is not None), key=lambda t: t.start))
         if turns:
             span = replace(_recording_span(cut.recording, source, channel), start=round(cut.start, 3), end=round(cut.end, 3))
-            clips.append(EvalClip(cut.id, span, turns, recording=cut.recording_id))
+            clips.append(EvalClip(cut.id, span, turns, recording=cut.recording_id,
+                                  language=_spoken_language(cut.supervisions, source)))
     return clips
 
 
@@ -559,8 +614,9 @@ def training_segments(clip: EvalClip, shortest: Seconds = 40.0, longest: Seconds
     """Cut a long timed recording into segments of `shortest`–`longest` seconds (the paper's 40–50 s
     training clips), each with the reference clipped to it: a cut lands in the widest pause of the
     allowed range, or, in talk without pauses, where the fewest turns run across it. A turn that runs
-    across a cut keeps, on each side, only the words whose middle lies there; word times are estimated
-    by spreading the turn over its words by their length (references without word times, e.g. STM).
+    across a cut keeps, on each side, only the words whose middle lies there: word times come from the
+    reference's word alignment (lhotse's), or without one are estimated by spreading the turn over its
+    words by their length (e.g. STM).
     A clip no longer than `longest` is returned as it is."""
     duration = clip.audio.duration()
     turns = sorted(clip.reference, key=lambda t: t.start) if clip.reference else []
@@ -626,15 +682,25 @@ def _clip_turn(turn: Turn, a: Seconds, b: Seconds) -> Optional[Turn]:
     if turn.end <= a or turn.start >= b:
         return None
     if turn.start >= a and turn.end <= b:
-        return Turn(turn.speaker, turn.text, round(turn.start - a, 3), round(turn.end - a, 3))
+        shifted = tuple((round(w0 - a, 3), round(w1 - a, 3)) for w0, w1 in turn.word_times) if turn.word_times else None
+        return Turn(turn.speaker, turn.text, round(turn.start - a, 3), round(turn.end - a, 3), shifted)
     words = turn.text.split()
-    weights = np.array([len(w) + 1 for w in words], float)  # +1: the space, so short words take time too
-    edges = turn.start + (turn.end - turn.start) * np.concatenate([[0.0], np.cumsum(weights) / weights.sum()])
-    kept = [i for i in range(len(words)) if a <= (edges[i] + edges[i + 1]) / 2 < b]
+    times = turn.word_times if turn.word_times and len(turn.word_times) == len(words) else _spread(turn, words)
+    kept = [i for i, (w0, w1) in enumerate(times) if a <= (w0 + w1) / 2 < b]
     if not kept:
         return None
-    start, end = max(a, edges[kept[0]]), min(b, edges[kept[-1] + 1])
-    return Turn(turn.speaker, " ".join(words[i] for i in kept), round(start - a, 3), round(end - a, 3))
+    start, end = max(a, times[kept[0]][0]), min(b, times[kept[-1]][1])
+    inside = tuple((round(max(a, times[i][0]) - a, 3), round(min(b, times[i][1]) - a, 3)) for i in kept)
+    return Turn(turn.speaker, " ".join(words[i] for i in kept), round(start - a, 3), round(end - a, 3),
+                inside if turn.word_times else None)
+
+
+def _spread(turn: Turn, words: list[str]) -> list[tuple[Seconds, Seconds]]:
+    """Estimated word times for a reference without an alignment: the turn spread over its words by
+    their length."""
+    weights = np.array([len(w) + 1 for w in words], float)  # +1: the space, so short words take time too
+    edges = turn.start + (turn.end - turn.start) * np.concatenate([[0.0], np.cumsum(weights) / weights.sum()])
+    return list(zip(edges[:-1], edges[1:]))
 
 
 def _person(clip: EvalClip, speaker: str, scope: str) -> str:

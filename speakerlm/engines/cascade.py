@@ -114,7 +114,7 @@ class Cascade(Engine):
         from speakerlm.pretrained.speaker_encoder import load_speaker_encoder
 
         self.options, self.config = self.resolve(options), config or CascadeConfig()
-        self.asr = FastWhisper(self.options.whisper)
+        self.asr = FastWhisper(self.options.whisper, language=self.options.language)
         self.diarizer = Diarizer(load_speaker_encoder(self.options.speaker_encoder), self.config.diarizer)
 
     def transcribe(self, wave, voiceprints, count=SpeakerCount(), state=None) -> list[Turn]:

@@ -12,7 +12,7 @@ from speakerlm.turns import ANONYMOUS, Turn
 class PlainWhisper(Engine):
     def __init__(self, options: TranscribeOptions, config=None):
         self.options = self.resolve(options)
-        self.asr = FastWhisper(self.options.whisper)
+        self.asr = FastWhisper(self.options.whisper, language=self.options.language)
 
     def transcribe(self, wave, voiceprints, count=None, state=None) -> list[Turn]:
         with seconds_bar(wave, self.options.progress) as advance:

@@ -104,20 +104,24 @@ def _default_threads() -> int:
 class FastWhisper:
     """faster-whisper over one Whisper model: whole recordings in, segments with timed words out."""
 
-    def __init__(self, name: str, threads: int = 0):
+    def __init__(self, name: str, threads: int = 0, language: Optional[str] = "en"):
+        """`language`: what it will be asked to transcribe; an English-only model refuses any other
+        (faster-whisper would write English words for it without a word of warning)."""
         from faster_whisper import WhisperModel
 
         self.name = name
         self.model = WhisperModel(str(ct2_dir(name)), device="cpu", compute_type=COMPUTE_TYPE,
                                   cpu_threads=threads or _default_threads(), local_files_only=True)
         self.multilingual = self.model.model.is_multilingual
+        if language not in (None, "en") and not self.multilingual:
+            raise UserError(f"--language {language}: Whisper {name} is English-only; use a multilingual one (--whisper base)")
 
     @timed("recognition")
     def transcribe(self, wave: np.ndarray, language: Optional[str] = "en", num_beams: int = DEFAULT_BEAMS,
                    words: bool = True, vad: bool = True, start: float = 0.0, prompt: Optional[str] = None,
                    on_segment: Optional[Callable[[Segment], None]] = None) -> list[Segment]:
         """A SAMPLE_RATE mono wave → chronological segments, in the wave's clock. `language` None =
-        detect (multilingual models); English-only models ignore it. `start`: decode from this second
+        detect (multilingual models). `start`: decode from this second
         on (a resumed run), with `prompt` (the text before it) as the previous-window context.
         `on_segment` sees each segment as soon as it is decoded.
 
