@@ -18,6 +18,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+TIME_STEP = 0.02  # seconds per Whisper time token
+
 class AudioProjector(nn.Module):
     """2-layer Transformer at the encoder width, then a stride-2 CNN to the LLM width (MinMo's
     projector shape, paper §3.1): time ×2 down, 50 → 25 Hz."""
@@ -51,6 +53,15 @@ class Backbone(nn.Module):
     eos_id: int  # token that ends the transcript
     suppressed: tuple[int, ...] = ()  # tokens decoding never emits (e.g. Whisper's special and timestamp tokens)
     max_positions: int = 1 << 30  # prompt + response positions the LLM can hold
+    time_ids: range = range(0)  # the tokens that write times, where the model writes turn times
+
+    def time_token(self, seconds: float) -> int:
+        """The token that writes `seconds` (from the clip's start)."""
+        raise NotImplementedError
+
+    def token_time(self, token: int) -> float:
+        """The seconds a token of `time_ids` writes."""
+        raise NotImplementedError
 
     def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -102,7 +113,11 @@ class WhisperBackbone(Backbone):
         self.languages = dict(getattr(whisper.generation_config, "lang_to_id", None) or {})
         self.prev_id, self.turn_id, self.eos_id = ids["<|startofprev|>"], ids["<|startoflm|>"], ids["<|endoftext|>"]
         self.slot_embedding = nn.Parameter(torch.zeros(self.d_model))  # marks a registration position
-        self.suppressed = [i for i in range(ids["<|startoftranscript|>"], whisper.config.vocab_size) if i != self.turn_id]
+        # Whisper's time tokens <|0.00|> … <|30.00|> follow <|notimestamps|>, one per 0.02 s
+        self.timestamps = config.timestamps
+        self.time_ids = range(self.notimestamps_id + 1, whisper.config.vocab_size) if config.timestamps else range(0)
+        self.suppressed = [i for i in range(ids["<|startoftranscript|>"], whisper.config.vocab_size)
+                           if i != self.turn_id and i not in self.time_ids]
         self.max_positions = whisper.config.max_target_positions
 
     @property
@@ -122,23 +137,31 @@ class WhisperBackbone(Backbone):
     def decode_tokens(self, ids):
         return self.processor.tokenizer.decode(ids, skip_special_tokens=True)
 
-    def prefix_ids(self, language: Optional[str] = None) -> list[int]:
-        """`<|startoftranscript|>` [`<|lang|>` `<|transcribe|>`] `<|notimestamps|>`."""
+    def prefix_ids(self, language: Optional[str] = None, timestamps: bool = False) -> list[int]:
+        """`<|startoftranscript|>` [`<|lang|>` `<|transcribe|>`] [`<|notimestamps|>`]: without the last,
+        Whisper writes times, as in its own timestamp mode."""
+        tail = [] if timestamps else [self.notimestamps_id]
         if not self.multilingual:
             if language not in (None, "en"):
                 raise ValueError(f"language {language!r}: this Whisper is English-only; use a multilingual one (base)")
-            return [self.sot_id, self.notimestamps_id]
+            return [self.sot_id, *tail]
         token = f"<|{language or 'en'}|>"
         if token not in self.languages:
             raise ValueError(f"language {language!r}: not one of Whisper's languages")
-        return [self.sot_id, self.languages[token], self.transcribe_id, self.notimestamps_id]
+        return [self.sot_id, self.languages[token], self.transcribe_id, *tail]
 
     def prompt(self, audio, slot_embs, names, task="sdr", language=None):
         # registration blocks sit in the previous-text region; plain ASR is Whisper's own prompt
         parts = [] if task == "asr" else [self.embed_tokens(torch.tensor([self.prev_id]))]
         parts += [(e + self.slot_embedding)[None] for e in slot_embs]
-        parts.append(self.embed_tokens(torch.tensor(self.prefix_ids(language))))
+        parts.append(self.embed_tokens(torch.tensor(self.prefix_ids(language, self.timestamps and task == "sdr"))))
         return torch.cat(parts), audio
+
+    def time_token(self, seconds: float) -> int:
+        return self.time_ids[int(min(max(round(seconds / TIME_STEP), 0), len(self.time_ids) - 1))]
+
+    def token_time(self, token: int) -> float:
+        return round((token - self.time_ids[0]) * TIME_STEP, 2)
 
     def run(self, embeds, mask, memory, cache=None):
         out = self.decoder(inputs_embeds=embeds, attention_mask=mask, encoder_hidden_states=memory,

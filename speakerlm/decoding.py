@@ -14,7 +14,7 @@ gets another try instead of losing its speech.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import torch
@@ -30,6 +30,7 @@ class Beam:
     turns: tuple[tuple[str, tuple[int, ...]], ...]  # (speaker label, token ids) so far
     n_anonymous: int  # anonymous speakers introduced so far (spk k may only be the next one)
     at_marker: bool  # the last input was a turn marker: the pointer chooses next
+    lead: tuple[int, ...] = ()  # time tokens written before the first turn (its start)
 
 
 # Whisper's (openai/whisper `transcribe`, faster-whisper): the thresholds and the temperature schedule
@@ -87,18 +88,19 @@ def _decode(model: SpeakerLM, ex: Example, max_new_tokens: int, num_beams: int, 
     last = hidden[:, -1]  # shape: (beams, d)
     asr = ex.task == "asr"
     beams = [Beam(0.0, (("", ()),) if asr else (), 0, False)]  # ASR: one open turn, no speaker
-    finished: list[tuple[float, tuple, bool]] = []  # (score, turns, cut short by the loop guard)
-    suppressed = list(backbone.suppressed) + ([backbone.turn_id] if asr else [])
+    finished: list[tuple[float, Beam, bool]] = []  # (score, the ended beam, cut short by the loop guard)
+    suppressed = list(backbone.suppressed) + ([backbone.turn_id, *backbone.time_ids] if asr else [])
+    times = backbone.time_ids
     for _ in range(min(max_new_tokens, backbone.max_positions - len(prompt) - 2)):
         logprobs = model.logits(last).float()
         logprobs[:, suppressed] = float("-inf")
         logprobs = logprobs.log_softmax(-1)
-        # (score, parent beam, new beam or None when finished, next input or finished turns[, looped])
+        # (score, parent beam, new beam or None when finished, next input or the ended beam[, looped])
         candidates = []
         for b, beam in enumerate(beams):
             if beam.at_marker:
                 label, cls, n_anon = _choose_speaker(model, last[b : b + 1], slot_embs, names, beam.n_anonymous, presence)
-                candidates.append((beam.score, b, Beam(beam.score, beam.turns + ((label, ()),), n_anon, False),
+                candidates.append((beam.score, b, replace(beam, turns=beam.turns + ((label, ()),), n_anonymous=n_anon, at_marker=False),
                                    model.speaker_input(cls, slot_embs)))
                 continue
             # one more than the beams, so an ending never crowds out all; before the first turn only one
@@ -112,16 +114,19 @@ def _decode(model: SpeakerLM, ex: Example, max_new_tokens: int, num_beams: int, 
             for lp, token in choices:
                 score = beam.score + lp
                 if token == backbone.eos_id:
-                    candidates.append((score, b, None, beam.turns, False))
+                    candidates.append((score, b, None, beam, False))
+                elif token in times and not beam.turns:  # the first turn's start
+                    candidates.append((score, b, replace(beam, score=score, lead=beam.lead + (token,)),
+                                       backbone.embed_tokens(torch.tensor([token]))[0]))
                 elif token == backbone.turn_id or not beam.turns:  # text before any marker opens a turn too
-                    candidates.append((score, b, Beam(score, beam.turns, beam.n_anonymous, True), model.turn_embedding))
+                    candidates.append((score, b, replace(beam, score=score, at_marker=True), model.turn_embedding))
                 else:
                     label, ids = beam.turns[-1]
                     grown = beam.turns[:-1] + ((label, ids + (token,)),)
                     if _looping(ids + (token,), repeat_limit):
-                        candidates.append((score, b, None, grown, True))
+                        candidates.append((score, b, None, replace(beam, turns=grown), True))
                     else:
-                        candidates.append((score, b, Beam(score, grown, beam.n_anonymous, False),
+                        candidates.append((score, b, replace(beam, score=score, turns=grown),
                                            backbone.embed_tokens(torch.tensor([token]))[0]))
         candidates.sort(key=lambda c: -c[0])
         live = []
@@ -142,13 +147,35 @@ def _decode(model: SpeakerLM, ex: Example, max_new_tokens: int, num_beams: int, 
         mem = None if memory is None else memory.expand(len(beams), -1, -1)
         hidden, cache = backbone.run(embeds, torch.ones(len(beams), past + 1, dtype=torch.long), mem, cache)
         last = hidden[:, -1]
-    pool = finished or [(beam.score, beam.turns, False) for beam in beams]
-    score, turns, looped = max(pool, key=lambda f: f[0] / _length(f[1]))  # length-normalised, as HF's default
-    out = [t for t in (Turn(label, backbone.decode_tokens(list(ids)).strip()) for label, ids in turns) if t.text]
+    pool = finished or [(beam.score, beam, False) for beam in beams]
+    score, best, looped = max(pool, key=lambda f: f[0] / _length(f[1].turns))  # length-normalised, as HF's default
+    turns = best.turns
+    out = [t for t in _turns(backbone, best.lead, turns) if t.text]
     kept = until_repeated(out)
     written = sum(len(ids) + 1 for _, ids in turns) + 1  # words, a marker per turn, the end
     return Decoded(kept, score / written, _compression_ratio(" ".join(t.text for t in out)),
                    looped or len(kept) < len(out))
+
+
+def _turns(backbone, lead: tuple[int, ...], turns) -> list[Turn]:
+    """The written turns; where the model writes times (`<|start|> [TURN] words <|end|><|start|> [TURN]
+    …`), each turn's start is the last time written before its marker and its end the first written
+    after its words, in seconds from the clip's start (an end before the start is taken as the start)."""
+    times = backbone.time_ids
+    if not times:
+        return [Turn(label, backbone.decode_tokens(list(ids)).strip()) for label, ids in turns]
+    out, before = [], [t for t in lead if t in times]
+    for label, ids in turns:
+        words = [t for t in ids if t not in times]
+        k = next((i for i, t in enumerate(ids) if t in times and any(w not in times for w in ids[:i])), len(ids))
+        after = [t for t in ids[k:] if t in times]  # the end, then the next turn's start
+        start = backbone.token_time(before[-1]) if before else None
+        end = backbone.token_time(after[0]) if after else None
+        if start is not None and end is not None:
+            end = max(end, start)
+        out.append(Turn(label, backbone.decode_tokens(words).strip(), start, end))
+        before = after[1:] or after
+    return out
 
 
 def _compression_ratio(text: str) -> float:
@@ -169,7 +196,7 @@ def _settled(finished: list, live: list, num_beams: int) -> bool:
         return False
     if num_beams == 1:  # greedy: the argmax said end
         return True
-    kept = sorted((score / _length(turns) for score, turns, _ in finished), reverse=True)[:num_beams]
+    kept = sorted((score / _length(beam.turns) for score, beam, _ in finished), reverse=True)[:num_beams]
     return max(c[0] / _length(c[2].turns) for c in live) <= kept[-1]
 
 

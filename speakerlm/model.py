@@ -54,6 +54,9 @@ class SpeakerLMConfig:
     # dtype of the LLM's pretrained weights: "bfloat16" halves a large LLM's memory; what trains is
     # kept in float32 (train.set_trainable) and the forward pass runs under bf16 autocast
     llm_dtype: str = "float32"
+    # the model writes each turn's start and end as Whisper's time tokens around it (Whisper backbone;
+    # clips up to 30 s): turn times from the model itself instead of laid over the speech afterwards
+    timestamps: bool = False
 
     @property
     def speaker_dim(self) -> int:
@@ -79,6 +82,8 @@ class SpeakerLM(nn.Module):
             raise ValueError(f"unknown backbone {config.backbone!r}; choose one of {sorted(BACKBONES)}")
         if config.llm_dtype not in ("float32", "bfloat16"):
             raise ValueError(f"llm_dtype must be float32 or bfloat16, got {config.llm_dtype!r}")
+        if config.timestamps and config.backbone != "whisper":
+            raise ValueError("timestamps need the Whisper backbone (its time tokens)")
         self.config = config
         self.backbone: Backbone = BACKBONES[config.backbone](config)
         d, d_encoder = self.backbone.d_model, self.backbone.d_encoder
@@ -265,7 +270,13 @@ class SpeakerLM(nn.Module):
             response = self.backbone.tokenize(" " + " ".join(t.text.strip() for t in ex.turns))
         for turn in ex.turns if ex.task == "sdr" else ():
             classes.append(self.speaker_class(turn.speaker, names))
+            if self.config.timestamps:  # <|start|> [TURN] [SPK] words <|end|>, as Whisper writes segments
+                if turn.start is None or turn.end is None:
+                    raise ValueError(f"a model that writes times needs timed target turns, got {turn}")
+                response.append(self.backbone.time_token(turn.start))
             response += [self.backbone.turn_id, SPK] + self.backbone.tokenize(" " + turn.text.strip())
+            if self.config.timestamps:
+                response.append(self.backbone.time_token(turn.end))
         response.append(self.backbone.eos_id)
         inputs = response[:-1]  # the last element is only ever predicted
         pieces, spk_iter = [prompt], iter(classes)

@@ -463,7 +463,10 @@ def _training_inputs(model: SpeakerLM, cfg: TrainConfig, data, dev: Optional[Pat
     everywhere = languages[paths[0]] if len(cfg.language) == 1 else None  # one --language: the dev data's too
     clips = {path: training_clips(path, cfg, languages.get(path, everywhere))[:limit] for path in paths}
     dev_clips = training_clips(dev, cfg, everywhere)[: cfg.eval_clips] if dev else []
-    check_languages(model, {c.language for c in [*dev_clips, *(c for cs in clips.values() for c in cs)]})
+    everything = [*dev_clips, *(c for cs in clips.values() for c in cs)]
+    check_languages(model, {c.language for c in everything})
+    if cfg.model.timestamps and cfg.data_mode == "sdr":
+        check_timed(everything)
     # cached encoder states are the packaged encoder's; a model whose encoder an earlier stage trained
     # (and this one freezes) needs its own
     features = out / "features" if model.encoder_trained and not cfg.train_encoder else out.parent / "features"
@@ -482,6 +485,20 @@ def _training_inputs(model: SpeakerLM, cfg: TrainConfig, data, dev: Optional[Pat
             c.device = accelerator.device
             c.voiceprints = {k: v.to(accelerator.device) for k, v in c.voiceprints.items()}
     return distractor_pool(inputs), dev_inputs
+
+
+def check_timed(clips) -> None:
+    """A model that writes turn times learns them from timed references within Whisper's 30 s of time
+    tokens: refuse, before any step, clips it cannot be taught on."""
+    from speakerlm.errors import UserError
+    from speakerlm.pretrained.whisper import CHUNK_SECONDS
+
+    for c in clips:
+        if any(t.start is None or t.end is None for t in c.reference):
+            raise UserError(f"{c.id}: the reference has no times, which --timestamps needs; give timed references")
+        if max(t.end for t in c.reference) > CHUNK_SECONDS:
+            raise UserError(f"{c.id}: turns run past {CHUNK_SECONDS} s, beyond Whisper's time tokens; "
+                            f"cut the data shorter with --segment-seconds 20 {CHUNK_SECONDS}")
 
 
 def dataset_languages(given: tuple[str, ...], paths: list[Path]) -> dict[Path, str]:
@@ -558,6 +575,8 @@ def add_train_parser(subparsers) -> None:
     p.add_argument("--no-frame-speaker-stream", action="store_true")
     p.add_argument("--no-slot-presence", action="store_true", help="pointer without the enrolled-voice presence bias")
     p.add_argument("--lora-rank", type=int, default=0)
+    p.add_argument("--timestamps", action="store_true",
+                   help="the model writes each turn's start and end as Whisper time tokens (Whisper backbone; clips ≤ 30 s)")
     p.add_argument("--partial-registration", type=float, default=0.0,
                    help="chance that a Match/Over batch registers only some of its speakers (the rest anonymous)")
     p.add_argument("--train-llm", action="store_true", help="also train the LLM in this stage")
@@ -597,7 +616,8 @@ def cmd_train(args: argparse.Namespace) -> None:
                                              speaker_encoder=args.speaker_encoder,
                                              frame_speaker_stream=not args.no_frame_speaker_stream,
                                              slot_presence=not args.no_slot_presence,
-                                             lora_rank=args.lora_rank, llm_dtype=args.llm_dtype))
+                                             lora_rank=args.lora_rank, llm_dtype=args.llm_dtype,
+                                             timestamps=args.timestamps))
     overrides = {"train_llm": True} if args.train_llm else {}
     cfg = stage_config(base, args.stage, **overrides, steps=args.steps, lr_peak=args.lr,
                        warmup_steps=args.warmup, token_budget=args.token_budget, accumulation=args.accumulation,

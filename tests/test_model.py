@@ -375,3 +375,41 @@ def test_multilingual_whisper_backbone_learns_mandarin_and_scores_by_characters(
     assert scores.wer.errors == 0 and scores.wer.reference_length == len(text)  # characters, not one "word"
     with pytest.raises(ValueError, match="English-only"):
         SpeakerLM(SpeakerLMConfig()).backbone.prefix_ids("zh")
+
+
+
+def test_timestamps_model_writes_each_turns_start_and_end(clip, tts):
+    """With `timestamps`, the targets are `<|start|> [TURN] [SPK] words <|end|>` in Whisper's time
+    tokens; an overfit model decodes the turns with their times (to Whisper's 0.02 s step)."""
+    wave, reference, prints = clip
+    first = load_audio(tts("rms", "chicken")).size / SAMPLE_RATE  # the clip: this sentence, 0.3 s, the next
+    timed = [Turn("Ann", reference[0].text, 0.0, round(first, 2)),
+             Turn("Ben", reference[1].text, round(first + 0.3, 2), round(wave.size / SAMPLE_RATE, 2))]
+    torch.manual_seed(0)
+    model = set_trainable(SpeakerLM(SpeakerLMConfig(backbone="whisper", timestamps=True)), TrainConfig(train_llm=True))
+    match, over, no = examples(model, (wave, timed, prints))
+    ids = model._sequence(match)[2]
+    written = [model.backbone.token_time(t) for t in ids if t in model.backbone.time_ids]
+    assert written == [0.0, timed[0].end, timed[1].start, timed[1].end]
+    model, loss = overfit(model, [match, over, no], lr=3e-4)
+    for ex in (match, no):
+        out = decode(model, ex)
+        assert [(t.speaker, t.text) for t in out] == [(t.speaker, t.text) for t in ex.turns]
+        times = lambda turns: [x for t in turns for x in (t.start, t.end)]
+        assert times(out) == pytest.approx(times(ex.turns), abs=0.021)
+
+
+def test_timestamps_parse_times_around_turns_and_tolerate_missing_ones():
+    """Decoded ids → timed turns: a start is the last time before a turn's marker, an end the first
+    after its words; one time between two turns serves as both; a missing end stays unknown."""
+    from types import SimpleNamespace
+
+    from speakerlm.decoding import _turns
+
+    T0 = 1000  # a fake vocabulary: ids ≥ T0 write (id - T0) * 0.02 s; the words are their ids
+    backbone = SimpleNamespace(time_ids=range(T0, T0 + 1501), token_time=lambda t: round((t - T0) * 0.02, 2),
+                               decode_tokens=lambda ids: " ".join(map(str, ids)))
+    turns = [("A", (1, 2, T0 + 100, T0 + 110)), ("B", (3, T0 + 150)), ("A", (4, 5))]
+    assert _turns(backbone, (T0,), turns) == [Turn("A", "1 2", 0.0, 2.0), Turn("B", "3", 2.2, 3.0), Turn("A", "4 5", 3.0, None)]
+    assert _turns(backbone, (), [("A", (1, T0 + 50)), ("B", (T0 + 40, 2))])[1] == Turn("B", "2", 1.0, None)
+    assert _turns(SimpleNamespace(time_ids=range(0), decode_tokens=backbone.decode_tokens), (), turns[2:]) == [Turn("A", "4 5")]

@@ -53,6 +53,9 @@ class SpeakerLMEngineConfig:
     # speaker there, joined as the cascade joins its words; "pointer": each turn keeps the speaker the
     # model chose. Frames win everywhere: cpWER ood 47.84 vs 66.16, real 15.45 vs 33.71, dev 50.34 vs 67.90
     speakers_from: str = "frames"
+    # a model that writes turn times (SpeakerLMConfig.timestamps): "model" keeps them, "layout" lays its
+    # turns over the speech as for a model that writes none (timing.time_turns)
+    turn_times: str = "model"
     discover_speakers: bool = True  # diarize first and register the recording's voices (step 1)
     naming: str = "pointer"  # "pointer" (registration in the prompt) or "posthoc" (the naming baseline)
     retrieval_k: int = 8  # at most this many registered voices in a window's prompt
@@ -72,6 +75,8 @@ class SpeakerLMEngineConfig:
             raise UserError(f"naming {self.naming!r}: choose pointer or posthoc")
         if self.speakers_from not in ("pointer", "frames"):
             raise UserError(f"speakers_from {self.speakers_from!r}: choose pointer or frames")
+        if self.turn_times not in ("model", "layout"):
+            raise UserError(f"turn_times {self.turn_times!r}: choose model or layout")
         if self.retrieval_k < 1:
             raise UserError(f"retrieval_k {self.retrieval_k}: give at least 1")
 
@@ -158,8 +163,9 @@ class SpeakerLMEngine(Engine):
                 for t in found:
                     if is_anonymous(t.speaker):
                         new.setdefault(t.speaker, ANONYMOUS.format(n_anon + len(new)))
-                timed = [Turn(new.get(t.speaker, t.speaker.lstrip("~")), t.text, t.start, t.end)
-                         for t in time_turns(found, inside, frames, clusters)]
+                written = cfg.turn_times == "model" and found and all(t.start is not None for t in found)
+                placed = _shifted(found, window) if written else time_turns(found, inside, frames, clusters)
+                timed = [Turn(new.get(t.speaker, t.speaker.lstrip("~")), t.text, t.start, t.end) for t in placed]
                 if cfg.speakers_from == "frames" and frames is not None:
                     timed = _speakers_from_frames(timed, inside, frames, clusters)
                 new_voices = {}
@@ -254,6 +260,18 @@ class SpeakerLMEngine(Engine):
         named = match_names(np.stack(prints), voiceprints, self.config.match_threshold) if labels else {}
         rename = {label: named.get(i, label) for i, label in enumerate(labels)}
         return [Turn(rename[t.speaker], t.text, t.start, t.end) for t in turns]
+
+
+def _shifted(turns: list[Turn], window: Region) -> list[Turn]:
+    """Turns timed from the window's start → recording time, inside the window (a turn the model
+    wrote without an end runs to the next turn's start, or the window's end)."""
+    out = []
+    for i, t in enumerate(turns):
+        end = t.end if t.end is not None else (turns[i + 1].start if i + 1 < len(turns) else window.duration)
+        start = min(t.start, window.duration)
+        out.append(Turn(t.speaker, t.text, round(window.start + start, 3),
+                        round(window.start + min(max(end, start), window.duration), 3)))
+    return out
 
 
 def _speakers_from_frames(turns: list[Turn], regions: list[Region], frames: np.ndarray,
