@@ -24,7 +24,8 @@ from speakerlm.attribution import AttributionCounts, attribution_counts
 from speakerlm.audio import SAMPLE_RATE
 from speakerlm.data.datasets import load_dataset
 from speakerlm.diarize import FRAMES_PER_SECOND, Diarizer, DiarizerConfig, SpeakerCount, pooled_windows
-from speakerlm.engines.cascade import CascadeConfig, word_clusters, words_to_turns
+from speakerlm.engines.cascade import CascadeConfig
+from speakerlm.word_speakers import word_clusters, words_to_turns
 from speakerlm.metrics import aggregate, score_clip
 
 CLUSTER_SCALE = (DiarizerConfig.window_s, DiarizerConfig.hop_s)

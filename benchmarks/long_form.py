@@ -22,7 +22,8 @@ import numpy as np
 from cascade_join import CLUSTER_SCALE, prepared
 from speakerlm.data.datasets import load_dataset, split_clip
 from speakerlm.diarize import Diarizer, DiarizerConfig, SpeakerCount, pooled_windows
-from speakerlm.engines.cascade import CascadeConfig, word_clusters, words_to_turns
+from speakerlm.engines.cascade import CascadeConfig
+from speakerlm.word_speakers import word_clusters, words_to_turns
 from speakerlm.metrics import aggregate, error_rate_percent, sawer, score_clip
 from speakerlm.plots import plot_speaker_counts
 from speakerlm.turns import Turn

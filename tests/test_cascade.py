@@ -5,7 +5,8 @@ import pytest
 
 from speakerlm.audio import SAMPLE_RATE, load_audio
 from speakerlm.diarize import FRAMES_PER_SECOND, SpeakerCount, frame_labels
-from speakerlm.engines.cascade import Cascade, sentence_speakers, sentence_spans, word_speaker, words_to_turns
+from speakerlm.engines.cascade import Cascade
+from speakerlm.word_speakers import sentence_speakers, sentence_spans, word_speaker, words_to_turns
 from speakerlm.metrics import cpwer
 from speakerlm.pretrained.fast_whisper import Word
 from speakerlm.transcribe import TranscribeOptions

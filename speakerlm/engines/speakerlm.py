@@ -277,8 +277,8 @@ def _shifted(turns: list[Turn], window: Region) -> list[Turn]:
 def _speakers_from_frames(turns: list[Turn], regions: list[Region], frames: np.ndarray,
                           clusters: dict[str, int]) -> list[Turn]:
     """The window's timed turns re-attributed word by word from the diarization frames."""
-    from speakerlm.engines.cascade import CascadeConfig, word_clusters, words_to_turns
     from speakerlm.pretrained.fast_whisper import Word
+    from speakerlm.word_speakers import WordJoinConfig, word_clusters, words_to_turns
 
     label_of = {k: label.lstrip("~") for label, k in clusters.items()}
     words: list[Word] = []
@@ -288,7 +288,7 @@ def _speakers_from_frames(turns: list[Turn], regions: list[Region], frames: np.n
         words += [Word(w.text, w.start, w.end) for w in spread]
     if not words:
         return turns
-    config = CascadeConfig()
+    config = WordJoinConfig()  # the cascade's join
     labels = [label_of.get(k, "") for k in word_clusters(words, frames, config)]
     spoken = [t.speaker for t in turns for _ in t.text.split()]
     return words_to_turns(words, [a or b for a, b in zip(labels, spoken)], config.turn_gap_s)
