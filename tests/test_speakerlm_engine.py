@@ -170,3 +170,16 @@ def test_speakers_from_frames_splits_a_turn_where_the_diarization_changes_voice(
     out = _speakers_from_frames(turns, [Region(0.0, 6.0)], frames, {"Alice": 0, "~spk 0": 1})
     assert [(t.speaker, t.text) for t in out] == [("Alice", "one two three."), ("spk 0", "four five six.")]
     assert out[0].start == 0.0 and out[1].end == 6.0 and out[0].end <= out[1].start
+
+
+def test_turn_times_the_model_wrote_move_into_the_recording_and_stay_in_their_window():
+    from speakerlm.engines.speakerlm import _shifted
+    from speakerlm.turns import Turn
+    from speakerlm.vad import Region
+
+    written = [Turn("A", "one", 0.5, 3.0), Turn("B", "two", 2.5, None), Turn("A", "three", 6.0, 25.0)]
+    assert _shifted(written, Region(100.0, 110.0)) == [
+        Turn("A", "one", 100.5, 103.0),
+        Turn("B", "two", 102.5, 106.0),  # no end written: it runs to the next turn's start
+        Turn("A", "three", 106.0, 110.0),  # an end past the window is held at the window's end
+    ]
