@@ -14,8 +14,9 @@ at pauses.
    a new recording-wide label, registered for later windows with a voiceprint of the audio given to it.
 4. `naming="posthoc"` is the baseline the pointer must beat: the model transcribes without any
    registration, and its anonymous speakers are named afterwards by voiceprint similarity.
-The model writes no times (as the paper's); `timing.time_turns` lays each window's turns over its
-speech, moving the boundaries to where the discovered voices change. By default (`speakers_from`)
+A model trained with turn times (`SpeakerLMConfig.timestamps`, the bundled one) writes each turn's
+start and end; for a model that writes none (as the paper's) `timing.time_turns` lays each window's
+turns over its speech, moving the boundaries to where the discovered voices change. By default (`speakers_from`)
 each word of those turns then takes the discovered voice speaking at its time, as the cascade labels
 its words: on the held-out sets this beats the pointer's per-turn choice by a wide margin. An interrupted run resumes from
 its last finished window (`state`, one JSON line per window).
