@@ -5,6 +5,9 @@ so they share one batched KV cache that is reordered as beams are kept. At each 
 pointer picks the speaker (its argmax: the speaker choice is not searched over); two guards stop
 loops: an n-gram repeated within a turn, and a turn that says again what an earlier one said.
 
+A model trained with turn times (`SpeakerLMConfig.timestamps`) writes Whisper time tokens around each
+turn; they are read into the turns' start and end (`_turns`) and never into their text.
+
 With `temperatures`, a greedy decode is checked as Whisper's own `transcribe` checks each window
 (average log-probability ≥ -1, gzip compression ratio ≤ 2.4, no loop cut short) and redone by sampling
 at the next temperature when it fails: a window whose answer ends after two words ("Ten.") or loops
@@ -167,8 +170,8 @@ def _turns(backbone, lead: tuple[int, ...], turns) -> list[Turn]:
     out, before = [], [t for t in lead if t in times]
     for label, ids in turns:
         words = [t for t in ids if t not in times]
-        k = next((i for i, t in enumerate(ids) if t in times and any(w not in times for w in ids[:i])), len(ids))
-        after = [t for t in ids[k:] if t in times]  # the end, then the next turn's start
+        first_word = next((i for i, t in enumerate(ids) if t not in times), len(ids))
+        after = [t for t in ids[first_word:] if t in times]  # the end, then the next turn's start
         start = backbone.token_time(before[-1]) if before else None
         end = backbone.token_time(after[0]) if after else None
         if start is not None and end is not None:
