@@ -114,7 +114,6 @@ class WhisperBackbone(Backbone):
         self.prev_id, self.turn_id, self.eos_id = ids["<|startofprev|>"], ids["<|startoflm|>"], ids["<|endoftext|>"]
         self.slot_embedding = nn.Parameter(torch.zeros(self.d_model))  # marks a registration position
         # Whisper's time tokens <|0.00|> … <|30.00|> follow <|notimestamps|>, one per 0.02 s
-        self.timestamps = config.timestamps
         self.time_ids = range(self.notimestamps_id + 1, whisper.config.vocab_size) if config.timestamps else range(0)
         self.suppressed = [i for i in range(ids["<|startoftranscript|>"], whisper.config.vocab_size)
                            if i != self.turn_id and i not in self.time_ids]
@@ -154,7 +153,7 @@ class WhisperBackbone(Backbone):
         # registration blocks sit in the previous-text region; plain ASR is Whisper's own prompt
         parts = [] if task == "asr" else [self.embed_tokens(torch.tensor([self.prev_id]))]
         parts += [(e + self.slot_embedding)[None] for e in slot_embs]
-        parts.append(self.embed_tokens(torch.tensor(self.prefix_ids(language, self.timestamps and task == "sdr"))))
+        parts.append(self.embed_tokens(torch.tensor(self.prefix_ids(language, bool(self.time_ids) and task == "sdr"))))
         return torch.cat(parts), audio
 
     def time_token(self, seconds: float) -> int:

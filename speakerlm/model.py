@@ -270,13 +270,12 @@ class SpeakerLM(nn.Module):
             response = self.backbone.tokenize(" " + " ".join(t.text.strip() for t in ex.turns))
         for turn in ex.turns if ex.task == "sdr" else ():
             classes.append(self.speaker_class(turn.speaker, names))
+            start, end = [], []
             if self.config.timestamps:  # <|start|> [TURN] [SPK] words <|end|>, as Whisper writes segments
                 if turn.start is None or turn.end is None:
                     raise ValueError(f"a model that writes times needs timed target turns, got {turn}")
-                response.append(self.backbone.time_token(turn.start))
-            response += [self.backbone.turn_id, SPK] + self.backbone.tokenize(" " + turn.text.strip())
-            if self.config.timestamps:
-                response.append(self.backbone.time_token(turn.end))
+                start, end = [self.backbone.time_token(turn.start)], [self.backbone.time_token(turn.end)]
+            response += start + [self.backbone.turn_id, SPK] + self.backbone.tokenize(" " + turn.text.strip()) + end
         response.append(self.backbone.eos_id)
         inputs = response[:-1]  # the last element is only ever predicted
         pieces, spk_iter = [prompt], iter(classes)

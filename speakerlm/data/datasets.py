@@ -681,18 +681,18 @@ def _clip_turn(turn: Turn, a: Seconds, b: Seconds) -> Optional[Turn]:
     """`turn` as seen inside [a, b), times relative to a; None when none of its words is inside."""
     if turn.end <= a or turn.start >= b:
         return None
-    if turn.start >= a and turn.end <= b:
-        shifted = tuple((round(w0 - a, 3), round(w1 - a, 3)) for w0, w1 in turn.word_times) if turn.word_times else None
-        return Turn(turn.speaker, turn.text, round(turn.start - a, 3), round(turn.end - a, 3), shifted)
     words = turn.text.split()
-    times = turn.word_times if turn.word_times and len(turn.word_times) == len(words) else _spread(turn, words)
+    aligned = turn.word_times if turn.word_times and len(turn.word_times) == len(words) else None
+    inside = lambda spans: tuple((round(max(a, w0) - a, 3), round(min(b, w1) - a, 3)) for w0, w1 in spans)
+    if turn.start >= a and turn.end <= b:
+        return Turn(turn.speaker, turn.text, round(turn.start - a, 3), round(turn.end - a, 3), aligned and inside(aligned))
+    times = aligned or _spread(turn, words)
     kept = [i for i, (w0, w1) in enumerate(times) if a <= (w0 + w1) / 2 < b]
     if not kept:
         return None
     start, end = max(a, times[kept[0]][0]), min(b, times[kept[-1]][1])
-    inside = tuple((round(max(a, times[i][0]) - a, 3), round(min(b, times[i][1]) - a, 3)) for i in kept)
     return Turn(turn.speaker, " ".join(words[i] for i in kept), round(start - a, 3), round(end - a, 3),
-                inside if turn.word_times else None)
+                aligned and inside(aligned[i] for i in kept))
 
 
 def _spread(turn: Turn, words: list[str]) -> list[tuple[Seconds, Seconds]]:
