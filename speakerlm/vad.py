@@ -27,9 +27,19 @@ class Region:
 
 @lru_cache(maxsize=1)
 def _silero():
-    from silero_vad import load_silero_vad
+    """silero_vad's (model, get_speech_timestamps). Importing it sets torch to one thread (its
+    model.py calls torch.set_num_threads(1) at import), which would leave every later stage on one
+    core: the caller's setting is put back."""
+    import torch
 
-    return load_silero_vad(onnx=True)  # the same model under ONNX Runtime: half the time of its TorchScript twin
+    threads = torch.get_num_threads()
+    try:
+        from silero_vad import get_speech_timestamps, load_silero_vad
+
+        model = load_silero_vad(onnx=True)  # the same model under ONNX Runtime: half the time of its TorchScript twin
+    finally:
+        torch.set_num_threads(threads)
+    return model, get_speech_timestamps
 
 
 @timed("vad")
@@ -37,11 +47,11 @@ def speech_regions(wave: np.ndarray, min_silence_s: float = 0.2, min_speech_s: f
                    threshold: float = 0.5) -> list[Region]:
     """Speech regions of a SAMPLE_RATE wave, in order (silero pads each by 30 ms)."""
     import torch
-    from silero_vad import get_speech_timestamps
 
+    model, get_speech_timestamps = _silero()
     stamps = get_speech_timestamps(
         torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)),
-        _silero(),
+        model,
         sampling_rate=SAMPLE_RATE,
         threshold=threshold,
         min_silence_duration_ms=int(min_silence_s * 1000),

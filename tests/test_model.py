@@ -8,7 +8,8 @@ import torch
 from speakerlm.audio import SAMPLE_RATE, load_audio
 from speakerlm.features import frame_speaker_stream, log_mel_windows, n_frames
 from speakerlm.checkpoint import load_model, quantize_for_inference, save, trained_state_dict
-from speakerlm.decoding import FALLBACK_TEMPERATURES, Decoded, _compression_ratio, _decode, _looping, decode, until_repeated
+from speakerlm.decoding import (FALLBACK_TEMPERATURES, Decoded, _compression_ratio, _decode, _looping, decode,
+                                decode_greedy_batch, until_repeated)
 from speakerlm.model import Example, SpeakerLM, SpeakerLMConfig
 from speakerlm.pretrained.speaker_encoder import load_speaker_encoder
 from speakerlm.train import TrainConfig, set_trainable
@@ -243,6 +244,52 @@ def test_stage1_asr_example_has_no_turns_or_speakers(trained_whisper):
     assert torch.equal(prompt, backbone.embed_tokens(torch.tensor(backbone.prefix_ids())))  # sot, notimestamps
     out = decode(model, asr)
     assert len(out) == 1 and out[0].speaker == ""
+
+
+def test_batched_greedy_decoding_writes_what_each_clip_alone_writes(trained_whisper):
+    """Clips of different lengths, registrations and tasks decoded as one batch: each row's answer is
+    the one-clip decode's, through padding, per-row cross-attention masks and rows that end early."""
+    model, batch, _ = trained_whisper
+    match, over, no = batch
+    cut = match.audio.shape[0] * 3 // 5  # a shorter memory: the first speaker and part of the second
+    short = Example(match.audio[:cut], match.frame_speaker[:cut], match.slots)
+    asr = Example(match.audio, match.frame_speaker, [], task="asr")
+    clips = [match, over, short, no, asr]
+    budgets = [400, 400, 400, 6, 400]  # one clip stops at its token budget
+    alone = [decode(model, ex, n) for ex, n in zip(clips, budgets)]
+    assert decode_greedy_batch(model, clips, budgets) == alone
+    assert alone[0] == batch[0].turns and len(alone[3]) <= 2 and alone[2] != alone[0]
+    # the hidden states themselves, not only the overfit model's sure answers
+    from transformers import DynamicCache
+
+    backbone = model.backbone
+    with torch.inference_mode():
+        inputs = [backbone.prompt(model.memory(ex), [model.speaker_projector(e) for _, e in ex.slots],
+                                  [n for n, _ in ex.slots], ex.task) for ex in clips]
+        rows = backbone.batch([p for p, _ in inputs], [m for _, m in inputs])
+        nxt = backbone.embed_tokens(torch.tensor([backbone.eos_id - 1] * len(clips)))
+        stepped = rows.step(nxt)
+        for i, (prompt, memory) in enumerate(inputs):
+            hidden, cache = backbone.run(prompt[None], torch.ones(1, len(prompt)), memory[None], DynamicCache())
+            then, _ = backbone.run(nxt[i][None, None], torch.ones(1, len(prompt) + 1), memory[None], cache)
+            assert torch.allclose(stepped[i], then[0, -1], atol=1e-4), i
+
+
+def test_packed_output_layer_decodes_the_same(trained_whisper):
+    """The output layer kept transposed for inference (shared with the token embeddings) gives the
+    same logits within float rounding, and the same transcripts."""
+    import copy
+
+    model, batch, _ = trained_whisper
+    packed = copy.deepcopy(model)
+    packed.backbone.pack_output_layer()
+    assert packed.backbone.output_t is not None
+    ids = torch.tensor([5, 500, 50000])
+    assert torch.equal(packed.backbone.embed_tokens(ids), model.backbone.embed_tokens(ids))
+    hidden = torch.randn(3, model.backbone.d_model)
+    with torch.inference_mode():
+        assert torch.allclose(packed.logits(hidden), model.logits(hidden), atol=1e-4)
+    assert [decode(packed, ex) for ex in batch] == [decode(model, ex) for ex in batch]
 
 
 def test_lora_trains_adapters_and_projectors_only(tiny_qwen):

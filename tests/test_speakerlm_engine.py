@@ -103,8 +103,8 @@ def test_interrupted_run_resumes_from_its_last_window(engine, prints, tmp_path, 
     assert len(lines) >= 2
     state.write_text(lines[0] + "\n" + lines[1][:20])  # killed while writing the second window
     calls = []
-    real = engine.transcribe_window
-    monkeypatch.setattr(engine, "transcribe_window", lambda *a: calls.append(1) or real(*a))
+    real = engine.window_inputs
+    monkeypatch.setattr(engine, "window_inputs", lambda *a: calls.append(1) or real(*a))
     again = engine.transcribe(wave, dict(prints), state=state)
     assert again == full and len(calls) == len(lines) - 1
 

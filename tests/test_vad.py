@@ -22,3 +22,24 @@ def test_group_regions_respects_the_window_length():
     assert windows[0] == Region(0, 25)  # joined while the window fits
     covered = sum(w.duration for w in windows if w.start >= 40)
     assert np.isclose(covered, 60)  # the 60 s region is split, not dropped
+
+
+def test_vad_leaves_torch_thread_count_as_it_found_it():
+    """silero_vad sets torch to one thread when imported; every stage after the VAD would then run on
+    one core."""
+    import sys
+
+    import torch
+
+    from speakerlm import vad
+
+    for name in [m for m in sys.modules if m.startswith("silero_vad")]:
+        del sys.modules[name]  # import it afresh
+    vad._silero.cache_clear()
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        vad.speech_regions(np.zeros(SAMPLE_RATE, np.float32))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
