@@ -121,7 +121,7 @@ class WhisperBackbone(Backbone):
         self.suppressed = [i for i in range(ids["<|startoftranscript|>"], whisper.config.vocab_size)
                            if i != self.turn_id and i not in self.time_ids]
         self.max_positions = whisper.config.max_target_positions
-        self.output_t = None  # see pack_output_layer
+        self.output_t = self.output_int8 = None  # see pack_output_layer
 
     @property
     def audio_encoder(self) -> nn.Module:
@@ -182,13 +182,25 @@ class WhisperBackbone(Backbone):
         contiguous array that both read. Why: a decoding step's logits are (rows, d) × (d, vocab), and
         OpenBLAS computes that on the (d, vocab) layout 2-3× faster than torch's linear on (vocab, d),
         at 1 to 16 rows (80 MB read either way); the tie keeps one copy. The values are the same
-        product, summed in another order (differences ~1e-6)."""
+        product, summed in another order (differences ~1e-6). Also an int8 copy (20 MB), which greedy
+        decoding uses only to shortlist the tokens worth computing exactly (decoding._greedy_choice)."""
         if not isinstance(self.proj_out, nn.Linear) or self.proj_out.weight.dtype != torch.float32:
             return  # int8 or bf16 output layers keep their own kernels
+        import warnings
+
+        from torch.ao.quantization import quantize_dynamic
+
+        with warnings.catch_warnings():  # torch.ao's eager API is deprecated for torchao, not installed here
+            warnings.simplefilter("ignore")
+            self.output_int8 = quantize_dynamic(nn.Sequential(self.proj_out), {nn.Linear}, dtype=torch.qint8)[0]
         weight_t = self.proj_out.weight.detach().T.contiguous()
         self.proj_out.weight = nn.Parameter(weight_t.T, requires_grad=False)
         self.decoder.embed_tokens.weight = self.proj_out.weight
         self.output_t = weight_t.numpy()
+
+    def output_rows(self, ids: torch.Tensor) -> torch.Tensor:
+        """The output layer's weight rows of `ids` (any shape) → (*ids.shape, d)."""
+        return self.proj_out.weight[ids]
 
     def batch(self, prompts: list[torch.Tensor], memories: list[torch.Tensor]) -> "WhisperBatch":
         return WhisperBatch(self.decoder, prompts, memories)

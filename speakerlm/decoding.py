@@ -99,13 +99,7 @@ def decode_greedy_batch(model: SpeakerLM, examples: list[Example], max_new_token
         results: list[Optional[Decoded]] = [None] * len(examples)
         rows = list(range(len(examples)))  # the clip of each batch row
         for step in range(max(caps) + 1):
-            logits = model.logits(batch.last).float()
-            logits[:, backbone.suppressed] = float("-inf")
-            for r, i in enumerate(rows):
-                if examples[i].task == "asr":
-                    logits[r, asr_only] = float("-inf")
-            logprobs = logits.log_softmax(-1)
-            best = logprobs.max(-1)
+            best = _greedy_choice(model, batch.last, [asr_only if examples[i].task == "asr" else [] for i in rows])
             going, inputs = [], []
             for r, i in enumerate(rows):
                 beam, (slot_embs, names, presence) = beams[i], setups[i]
@@ -134,6 +128,35 @@ def decode_greedy_batch(model: SpeakerLM, examples: list[Example], max_new_token
                 rows = [rows[r] for r in going]
             batch.step(torch.stack(inputs))
     return [d.turns for d in results]
+
+
+SHORTLIST = 64  # tokens per row that greedy decoding computes exactly, from an int8 pass over all
+
+
+def _greedy_choice(model: SpeakerLM, hidden: torch.Tensor, banned: list[list[int]]):
+    """(log-probability, token) of each row's most probable next token; `banned` adds tokens per row
+    to the backbone's suppressed ones. With an int8 copy of the output layer (`pack_output_layer`),
+    that copy scores all tokens (a quarter of the memory traffic, which is what a step's output layer
+    costs) and only the SHORTLIST best are computed exactly: the choice is the exact argmax unless
+    int8 rounding pushes it out of the top 64 (it moves logits by ~0.01), and the log-probability's
+    normaliser takes the int8 values for the other tokens."""
+    backbone = model.backbone
+    quick = getattr(backbone, "output_int8", None)
+    logits = (quick(hidden) if quick is not None else model.logits(hidden)).float()
+    if quick is not None:
+        logits[:, backbone.turn_id] = hidden @ model.turn_embedding
+    logits[:, backbone.suppressed] = float("-inf")
+    for r, tokens in enumerate(banned):
+        if tokens:
+            logits[r, tokens] = float("-inf")
+    if quick is not None:
+        top = logits.topk(SHORTLIST, dim=-1)
+        rows = backbone.output_rows(top.indices)  # shape: (rows, SHORTLIST, d)
+        exact = (rows @ hidden[:, :, None])[..., 0]
+        exact = torch.where(top.indices == backbone.turn_id, (hidden @ model.turn_embedding)[:, None], exact)
+        exact = torch.where(torch.isinf(top.values), top.values, exact)
+        logits.scatter_(1, top.indices, exact)
+    return logits.log_softmax(-1).max(-1)
 
 
 def _decode(model: SpeakerLM, ex: Example, max_new_tokens: int, num_beams: int, repeat_limit: int,

@@ -17,6 +17,7 @@ its whole diarization stack.
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Optional
 
@@ -25,7 +26,7 @@ import numpy as np
 from speakerlm.audio import SAMPLE_RATE
 from speakerlm.errors import UserError
 from speakerlm.memory import return_freed_memory
-from speakerlm.pretrained.speaker_encoder import window_starts
+from speakerlm.pretrained.speaker_encoder import CAMPlusPlus, window_starts
 from speakerlm.stages import timed
 from speakerlm.vad import Region
 from speakerlm.voiceprints import unit_rows
@@ -61,6 +62,10 @@ class DiarizerConfig:
     # clustering windows pooled from the short ones (one CAM++ pass) rather than embedded on their own:
     # half the CAM++ work, and measured as accurate (docs/results.md)
     pool_windows: bool = True
+    # the short windows pooled from one pass of CAM++'s trunk over each speech region (as the model's
+    # frame stream is made) instead of each window embedded on its own: a third of the work, but each
+    # window then hears its region's context (CAM++'s context-aware masking pools over its whole input)
+    shared_trunk: bool = False
     clustering: str = "spectral"  # "spectral" (count by eigengap) or "ahc" (count by a distance threshold)
     # spectral: keep this fraction of each affinity row's strongest links; 0 = chosen per recording
     # (`auto_pruned`), which counts 6-12 voices over 10 minutes where 0.2 finds 2-4
@@ -291,17 +296,28 @@ class Diarizer:
     def __init__(self, encoder, config: DiarizerConfig = DiarizerConfig()):
         self.encoder, self.config = encoder, config
 
-    def diarize(self, wave: np.ndarray, regions: list[Region], count: SpeakerCount = SpeakerCount()
-                ) -> tuple[np.ndarray, np.ndarray]:
-        """(per-frame labels (n_frames,), cluster centroids (K, D))."""
+    def diarize(self, wave: np.ndarray, regions: list[Region], count: SpeakerCount = SpeakerCount(),
+                helper: Optional[Executor] = None) -> tuple[np.ndarray, np.ndarray]:
+        """(per-frame labels (n_frames,), cluster centroids (K, D)); with a `helper` thread, the
+        speaker embeddings of the later half of the speech are computed there, side by side."""
+        return self.labelled(self.embed_speech(wave, regions, helper), wave, regions, count)
+
+    def embed_speech(self, wave: np.ndarray, regions: list[Region], helper: Optional[Executor] = None) -> tuple:
+        """`diarize`'s speaker embeddings: (clustered windows (embs, times), short windows or None)."""
         cfg = self.config
-        n_frames = int(np.ceil(wave.size / SAMPLE_RATE * FRAMES_PER_SECOND))
         if cfg.label_window_s <= 0:
-            return self.label(*self.embed(wave, regions, cfg.window_s, cfg.hop_s), regions, n_frames, count)
-        short = self.embed(wave, regions, cfg.label_window_s, cfg.label_hop_s)
+            return self.embed(wave, regions, cfg.window_s, cfg.hop_s, helper), None
+        short = self.embed(wave, regions, cfg.label_window_s, cfg.label_hop_s, helper)
         clustered = (pooled_windows(*short, regions, cfg.window_s, cfg.hop_s) if cfg.pool_windows
-                     else self.embed(wave, regions, cfg.window_s, cfg.hop_s))
-        return self.label(*clustered, regions, n_frames, count, short)
+                     else self.embed(wave, regions, cfg.window_s, cfg.hop_s, helper))
+        return clustered, short
+
+    def labelled(self, embedded: tuple, wave: np.ndarray, regions: list[Region], count: SpeakerCount = SpeakerCount()
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """`diarize` once `embed_speech` has run: the clustering and the frame labels."""
+        n_frames = int(np.ceil(wave.size / SAMPLE_RATE * FRAMES_PER_SECOND))
+        (embs, times), short = embedded
+        return self.label(embs, times, regions, n_frames, count, short)
 
     def label(self, embs: np.ndarray, times: np.ndarray, regions: list[Region], n_frames: int,
               count: SpeakerCount = SpeakerCount(), short: Optional[tuple[np.ndarray, np.ndarray]] = None
@@ -317,13 +333,24 @@ class Diarizer:
         short_embs, short_times = short
         return frame_labels(short_times, unit_rows(short_embs) @ unit_rows(centroids).T, regions, n_frames), centroids
 
-    def embed(self, wave: np.ndarray, regions: list[Region], window_s: float, hop_s: float
-              ) -> tuple[np.ndarray, np.ndarray]:
-        """Speaker-embedding windows inside speech: (N, D) embeddings and their (N, 2) times in seconds."""
+    def embed(self, wave: np.ndarray, regions: list[Region], window_s: float, hop_s: float,
+              helper: Optional[Executor] = None) -> tuple[np.ndarray, np.ndarray]:
+        """Speaker-embedding windows inside speech: (N, D) embeddings and their (N, 2) times in seconds.
+        Regions are embedded independently, so a `helper` thread can take the later half of them."""
+        if helper is not None and len(regions) > 1:
+            ends = np.cumsum([r.duration for r in regions])
+            half = int(np.searchsorted(ends, ends[-1] / 2)) + 1
+            later = helper.submit(self.embed, wave, regions[half:], window_s, hop_s)
+            first = self.embed(wave, regions[:half], window_s, hop_s)
+            second = later.result()
+            return np.concatenate([first[0], second[0]]), np.concatenate([first[1], second[1]])
         embs, times = [], []
         for r in regions:
             piece = wave[int(r.start * SAMPLE_RATE) : int(r.end * SAMPLE_RATE)]
-            e, t = self.encoder.embed_windows(piece, window_s, hop_s)
+            if self.config.shared_trunk and isinstance(self.encoder, CAMPlusPlus):
+                e, t = self.encoder.embed_windows(piece, window_s, hop_s, shared_context=True)
+            else:
+                e, t = self.encoder.embed_windows(piece, window_s, hop_s)
             return_freed_memory()
             embs.append(e)
             times.append(t + r.start)

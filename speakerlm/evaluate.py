@@ -133,12 +133,23 @@ def engine_config(config_type: Optional[type], switches: dict, system: str = "")
     if config_type is None:
         raise UserError(f"--engine-config: the {system} system has no experiment switches")
     defaults = config_type()
-    known = {f.name for f in fields(config_type) if not is_dataclass(getattr(defaults, f.name))}
-    values = {}
+    nested = {f.name for f in fields(config_type) if is_dataclass(getattr(defaults, f.name))}
+    known = {f.name for f in fields(config_type)} - nested
+    known |= {f"{part}.{f.name}" for part in nested for f in fields(getattr(defaults, part))
+              if not is_dataclass(getattr(getattr(defaults, part), f.name))}
+    values, parts = {}, {}
     for key, value in switches.items():
         if key not in known:
             raise UserError(f"--engine-config {key}: the {system} system has no such switch; choose from {', '.join(sorted(known))}")
-        values[key] = _typed(value, getattr(defaults, key), key) if isinstance(value, str) else value
+        part, _, name = key.rpartition(".")
+        default = getattr(getattr(defaults, part), name) if part else getattr(defaults, key)
+        typed = _typed(value, default, key) if isinstance(value, str) else value
+        if part:  # a switch of a nested config, e.g. diarizer.shared_trunk=true
+            parts.setdefault(part, {})[name] = typed
+        else:
+            values[key] = typed
+    for part, changed in parts.items():
+        values[part] = replace(getattr(defaults, part), **changed)
     return replace(defaults, **values)
 
 

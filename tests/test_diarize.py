@@ -156,7 +156,7 @@ def test_diarization_embeds_each_region_once(tts):
     pooled = Diarizer(load_speaker_encoder("campp"))
     calls = []
     embed = pooled.embed
-    pooled.embed = lambda *args: calls.append(args[2:]) or embed(*args)
+    pooled.embed = lambda *args: calls.append(args[2:4]) or embed(*args)
     frames, centroids = pooled.diarize(wave, regions)
     assert calls == [(pooled.config.label_window_s, pooled.config.label_hop_s)]
     separate_frames, separate = Diarizer(pooled.encoder, replace(pooled.config, pool_windows=False)).diarize(wave, regions)
@@ -164,3 +164,9 @@ def test_diarization_embeds_each_region_once(tts):
     speech = frames >= 0
     agree = max(np.mean(frames[speech] == separate_frames[speech]), np.mean(frames[speech] == 1 - separate_frames[speech]))
     assert agree > 0.9, agree
+    # a helper thread embedding the later regions gives the very same diarization
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as helper:
+        shared_frames, shared_centroids = Diarizer(pooled.encoder).diarize(wave, regions, helper=helper)
+    assert len(regions) > 1 and np.array_equal(shared_frames, frames) and np.allclose(shared_centroids, centroids)

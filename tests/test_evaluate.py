@@ -319,3 +319,8 @@ def test_engine_config_switches_are_typed_and_checked():
         ev.as_system("speakerlm", switches={"retrieval_k": "many"})
     with pytest.raises(UserError, match="no experiment switches"):
         ev.as_system("plain", switches={"retrieval_k": "3"})
+    # a nested config's switch by its dotted name
+    nested = ev.as_system("cascade", switches={"diarizer.shared_trunk": "true", "diarizer.hop_s": "0.25"}).engine_config
+    assert nested.diarizer.shared_trunk and nested.diarizer.hop_s == 0.25 and nested.turn_gap_s == CascadeConfig().turn_gap_s
+    with pytest.raises(UserError, match="no such switch"):
+        ev.as_system("cascade", switches={"diarizer.nothing": "1"})

@@ -24,6 +24,7 @@ its last finished window (`state`, one JSON line per window).
 
 from __future__ import annotations
 
+import functools
 import sys
 from dataclasses import dataclass, field, replace
 from typing import Optional
@@ -142,15 +143,22 @@ class SpeakerLMEngine(Engine):
             print(f"resuming: {len(done)} of {len(windows)} windows already transcribed", file=sys.stderr)
         todo = list(range(len(done), len(windows)))
         groups = [todo[k : k + cfg.batch_windows] for k in range(0, len(todo), cfg.batch_windows)]
-        # two threads when the machine has two cores: the next windows' encoder inputs are computed
-        # while speakers are discovered (first) and while the current windows are decoded (then)
+        # two threads when torch may use two cores: the side thread takes half of the discovery's
+        # speaker embeddings, then computes the next windows' inputs while this one decodes
         threads = torch.get_num_threads()
         side = ThreadPoolExecutor(1) if threads > 1 and groups else None
         if side is not None:
             torch.set_num_threads(max(1, threads // 2))
         try:
-            pending = self._inputs_later(side, wave, windows, groups[0]) if groups else None
-            voices, frames, clusters, n_anon = self._discover(wave, regions, voiceprints, count)
+            # one batch of windows: the side thread computes its inputs while the discovery runs here;
+            # more: the side thread first embeds half of the speech for the discovery (which would
+            # otherwise keep it waiting), then starts on the first windows while voices are clustered
+            helper = side if len(groups) > 1 else None
+            pending = self._inputs_later(side, wave, windows, groups[0]) if groups and helper is None else []
+            embedded = self.diarizer.embed_speech(wave, regions, helper) if cfg.discover_speakers else None
+            if helper is not None:
+                pending = self._inputs_later(side, wave, windows, groups[0])
+            voices, frames, clusters, n_anon = self._discover(wave, regions, voiceprints, count, embedded)
             local = duration(wave) > cfg.local_after_seconds  # window-local voiceprints (see the config)
             turns: list[Turn] = []
             for timed, new_voices in done:  # finished before an interruption
@@ -161,7 +169,7 @@ class SpeakerLMEngine(Engine):
             bar = tqdm(total=len(windows), initial=len(done), desc="windows", unit="window",
                        disable=not self.options.progress)
             for g, group in enumerate(groups):
-                inputs = pending.result() if side is not None else pending()
+                inputs = _gather(pending)
                 if g + 1 < len(groups):
                     pending = self._inputs_later(side, wave, windows, groups[g + 1])
                 prompts = [self._window_voiceprints(voices, clusters, windows[i], wave, frames) if local else voices
@@ -179,21 +187,23 @@ class SpeakerLMEngine(Engine):
             log.close()
         finally:
             if side is not None:
-                side.shutdown()
+                side.shutdown(cancel_futures=True)
                 torch.set_num_threads(threads)
         if cfg.naming == "posthoc":
             turns = self._name_after(turns, wave, voiceprints)
         return renumber_anonymous(turns)
 
-    def _discover(self, wave: np.ndarray, regions: list[Region], voiceprints: Voiceprints, count: SpeakerCount):
-        """Step 1: (registered voices by prompt name, diarization frames, the cluster of each label the
-        model may write, anonymous labels handed out). Recording-wide anonymous voices are "~spk k",
-        a name the model cannot confuse with the window-local "spk j" it writes for unregistered voices."""
+    def _discover(self, wave: np.ndarray, regions: list[Region], voiceprints: Voiceprints, count: SpeakerCount,
+                  embedded: Optional[tuple]):
+        """Step 1, from the diarizer's speaker embeddings (`Diarizer.embed_speech`; None = no discovery):
+        (registered voices by prompt name, diarization frames, the cluster of each label the model may
+        write, anonymous labels handed out). Recording-wide anonymous voices are "~spk k", a name the
+        model cannot confuse with the window-local "spk j" it writes for unregistered voices."""
         cfg = self.config
         voices = dict(voiceprints) if cfg.naming == "pointer" else {}
-        if not cfg.discover_speakers:
+        if embedded is None:
             return voices, None, {}, 0
-        frames, centroids = self.diarizer.diarize(wave, regions, count)
+        frames, centroids = self.diarizer.labelled(embedded, wave, regions, count)
         named = match_names(centroids, voices, cfg.match_threshold)
         for k, c in enumerate(centroids):
             if k not in named:
@@ -204,12 +214,12 @@ class SpeakerLMEngine(Engine):
         clusters = {named.get(k, f"~{ANONYMOUS.format(k)}"): k for k in range(len(centroids))}
         return voices, frames, clusters, len(centroids)
 
-    def _inputs_later(self, side, wave: np.ndarray, windows: list[Region], group: list[int]):
-        """The group's encoder inputs: a future on the side thread, or a call to make when needed."""
+    def _inputs_later(self, side, wave: np.ndarray, windows: list[Region], group: list[int]) -> list:
+        """The group's encoder inputs, one job per window: futures on the side thread (a job not yet
+        started when they are needed is done by the caller instead, see `_gather`), or calls to make."""
         pieces = [wave[int(windows[i].start * SAMPLE_RATE) : int(windows[i].end * SAMPLE_RATE)] for i in group]
-        if side is None:
-            return lambda: [self.window_inputs(p) for p in pieces]
-        return side.submit(lambda: [self.window_inputs(p) for p in pieces])
+        jobs = [functools.partial(self.window_inputs, p) for p in pieces]
+        return [(side.submit(job) if side is not None else None, job) for job in jobs]
 
     def window_inputs(self, piece: np.ndarray):
         """A window's audio → (encoder states, frame speaker stream), the model's inputs from audio."""
@@ -361,6 +371,18 @@ def _speakers_from_frames(turns: list[Turn], regions: list[Region], frames: np.n
     labels = [label_of.get(k, "") for k in word_clusters(words, frames, config)]
     spoken = [t.speaker for t in turns for _ in t.text.split()]
     return words_to_turns(words, [a or b for a, b in zip(labels, spoken)], config.turn_gap_s)
+
+
+def _gather(pending: list) -> list:
+    """Each job's result. The side thread takes jobs from the front; here, jobs it has not started are
+    taken back from the end (cancelled there, run here), so both cores work until the last one."""
+    results: list = [None] * len(pending)
+    ran = [False] * len(pending)
+    for k in reversed(range(len(pending))):
+        future, job = pending[k]
+        if future is None or future.cancel():
+            results[k], ran[k] = job(), True
+    return [results[k] if ran[k] else future.result() for k, (future, _) in enumerate(pending)]
 
 
 def _next_anonymous(n_anon: int, turns: list[Turn]) -> int:
