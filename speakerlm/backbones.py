@@ -251,10 +251,20 @@ class WhisperBatch:
         return self.last
 
     def keep(self, rows: list[int]) -> None:
-        """Go on with these rows only (the others have finished)."""
+        """Go on with these rows (in increasing order) only: the others have finished. The audio's
+        keys and values (the batch's largest tensors, 12 MB a row) are moved up in place, not copied."""
         index = torch.tensor(rows)
-        self.cache.reorder_cache(index)
-        self.memory, self.memory_mask = self.memory[index], self.memory_mask[index]
+        for layer in self.cache.cross_attention_cache.layers:
+            for tensor in (layer.keys, layer.values):
+                for j, i in enumerate(rows):
+                    if i != j:
+                        tensor[j] = tensor[i]
+            layer.keys, layer.values = layer.keys[: len(rows)], layer.values[: len(rows)]
+        self.cache.self_attention_cache.reorder_cache(index)
+        for j, i in enumerate(rows):
+            if i != j:
+                self.memory[j], self.memory_mask[j] = self.memory[i], self.memory_mask[i]
+        self.memory, self.memory_mask = self.memory[: len(rows)], self.memory_mask[: len(rows)]
         self.valid, self.next_position, self.last = self.valid[index], self.next_position[index], self.last[index]
 
 

@@ -174,6 +174,7 @@ class _OnnxModel:
         if threads not in self.sessions:
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+            options.enable_cpu_mem_arena = False
             self.sessions[threads] = onnxruntime.InferenceSession(str(self.path), options,
                                                                   providers=["CPUExecutionProvider"])
         return self.sessions[threads].run(None, {"feats": np.ascontiguousarray(feats, np.float32)})[0]
