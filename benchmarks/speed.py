@@ -2,6 +2,7 @@
 with model loading, peak memory, and each stage's share of the transcription time.
 
     .venv/bin/python benchmarks/speed.py FILE... [--engines speakerlm,cascade,plain] [--threads 1,2]
+                                         [--accuracy data/ood data/dev --accuracy-limit 20]
 
 Each run is a fresh process (`python -m speakerlm transcribe FILE --format json`), with
 OMP_NUM_THREADS set. "RTF" is the transcription's own time from the JSON's run metadata (reading the
@@ -10,6 +11,10 @@ audio, enrolment and the engine's work); "RTF, process" is GNU time's wall time 
 come from the metadata's `stages` (speakerlm/stages.py); "other" is what no stage covers (joining words
 to speakers, turn timing, reading the audio). Time it on an idle machine: two jobs on two cores halve
 every figure.
+
+`--accuracy DATA...` also scores each engine on those sets (`speakerlm evaluate DATA --systems ENGINE
+--mode no`, the first `--accuracy-limit` clips) and prints WER and cpWER beside the speeds, so a speed
+change is checked against the out-of-distribution and in-distribution figures in the same run.
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ def main() -> None:
     parser.add_argument("--engines", default="speakerlm,cascade,plain")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     parser.add_argument("--int8", action="store_true", help="speakerlm with int8 decoder weights")
+    parser.add_argument("--accuracy", nargs="*", type=Path, default=[], help="data sets to score each engine on")
+    parser.add_argument("--accuracy-limit", type=int, default=0, help="score the first N clips of each (0 = all)")
     args = parser.parse_args()
     header = (["engine", "audio", "duration", "threads", "RTF", "RTF, process", "peak RSS MB"]
               + [f"{s} %" for s in STAGES] + ["other %"])
@@ -69,6 +76,23 @@ def main() -> None:
                 rows.append("| " + " | ".join(cells) + " |")
                 print(rows[-1], flush=True)
     print("\n" + "\n".join(rows))
+    if args.accuracy:
+        print("\n| engine | data | clips | WER | cpWER |\n|---|---|---:|---:|---:|")
+        for data in args.accuracy:
+            for engine in args.engines.split(","):
+                print(accuracy_row(data, engine, args.accuracy_limit), flush=True)
+
+
+def accuracy_row(data: Path, engine: str, limit: int) -> str:
+    with tempfile.TemporaryDirectory() as out:
+        cmd = [sys.executable, "-m", "speakerlm", "evaluate", str(data), "--systems", engine, "--mode", "no",
+               "--out", out] + (["--limit", str(limit)] if limit else [])
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.exit(f"evaluating {engine} on {data} failed:\n{done.stderr[-2000:]}")
+        run = json.loads((Path(out) / "results.json").read_text())["runs"][0]
+    wer, cpwer = run["aggregate"]["wer"], run["aggregate"]["cpwer"]
+    return f"| {engine} | {data} | {run['clips']} | {wer:.2f} | " + ("–" if cpwer is None else f"{cpwer:.2f}") + " |"
 
 
 if __name__ == "__main__":

@@ -160,10 +160,10 @@ class SpeakerLMEngine(Engine):
             # more: the side thread first embeds half of the speech for the discovery (which would
             # otherwise keep it waiting), then starts on the first windows while voices are clustered
             helper = side if len(groups) > 1 else None
-            pending = self._inputs_later(side, wave, windows, groups[0]) if groups and helper is None else []
+            first = functools.partial(self._inputs_later, side, wave, windows, groups[0] if groups else [])
+            pending = first() if helper is None else None
             embedded = self.diarizer.embed_speech(wave, regions, helper) if cfg.discover_speakers else None
-            if helper is not None:
-                pending = self._inputs_later(side, wave, windows, groups[0])
+            pending = first() if pending is None else pending
             voices, frames, clusters, n_anon = self._discover(wave, regions, voiceprints, count, embedded)
             local = duration(wave) > cfg.local_after_seconds  # window-local voiceprints (see the config)
             turns: list[Turn] = []

@@ -93,7 +93,7 @@ def block_end(wave: np.ndarray, start: int, search_s: float = 15.0) -> int:
     return a + int(np.argmin((frames ** 2).mean(axis=1))) * hop + hop // 2
 
 
-def _default_threads() -> int:
+def default_threads() -> int:
     """OMP_NUM_THREADS where the user set it (torch honours it too), else up to two cores."""
     try:
         return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
@@ -111,7 +111,7 @@ class FastWhisper:
 
         self.name = name
         self.model = WhisperModel(str(ct2_dir(name)), device="cpu", compute_type=COMPUTE_TYPE,
-                                  cpu_threads=threads or _default_threads(), local_files_only=True)
+                                  cpu_threads=threads or default_threads(), local_files_only=True)
         self.multilingual = self.model.model.is_multilingual
         if language not in (None, "en") and not self.multilingual:
             raise UserError(f"--language {language}: Whisper {name} is English-only; use a multilingual one (--whisper base)")
