@@ -121,7 +121,7 @@ class WhisperBackbone(Backbone):
         self.suppressed = [i for i in range(ids["<|startoftranscript|>"], whisper.config.vocab_size)
                            if i != self.turn_id and i not in self.time_ids]
         self.max_positions = whisper.config.max_target_positions
-        self.output_t = self.output_int8 = None  # see pack_output_layer
+        self.output_int8 = None  # see pack_output_layer
 
     @property
     def audio_encoder(self) -> nn.Module:
@@ -172,31 +172,28 @@ class WhisperBackbone(Backbone):
         return out.last_hidden_state, out.past_key_values
 
     def logits(self, hidden):
-        if self.output_t is not None and hidden.dtype == torch.float32 and not hidden.requires_grad:
-            flat = hidden.reshape(-1, hidden.shape[-1]).numpy()
-            return torch.from_numpy(flat @ self.output_t).reshape(*hidden.shape[:-1], -1)
         return self.proj_out(hidden)
 
     def pack_output_layer(self) -> None:
-        """The output layer's weight, tied to the token embeddings, kept transposed (d, vocab) in one
-        contiguous array that both read. Why: a decoding step's logits are (rows, d) × (d, vocab), and
-        OpenBLAS computes that on the (d, vocab) layout 2-3× faster than torch's linear on (vocab, d),
-        at 1 to 16 rows (80 MB read either way); the tie keeps one copy. The values are the same
-        product, summed in another order (differences ~1e-6). Also an int8 copy (20 MB), which greedy
-        decoding uses only to shortlist the tokens worth computing exactly (decoding._greedy_choice)."""
+        """An int8 copy of the output layer (20 MB), with which greedy decoding scores all 51,864 tokens
+        and then computes only the best few exactly (decoding._greedy_choice). Why: at a decoding step
+        the float32 layer (80 MB, tied to the token embeddings) is read whole for a handful of rows, which
+        is most of a step's memory traffic; the int8 copy reads a quarter of it, and the float32 rows
+        that are never shortlisted are never touched (nor, as they are mapped from the weights file,
+        resident)."""
         if not isinstance(self.proj_out, nn.Linear) or self.proj_out.weight.dtype != torch.float32:
             return  # int8 or bf16 output layers keep their own kernels
         import warnings
 
-        from torch.ao.quantization import quantize_dynamic
+        from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
 
+        weight = self.proj_out.weight.detach()
+        scales = (weight.abs().amax(dim=1).clamp(min=1e-8) / 127).double()  # one scale per token's row
         with warnings.catch_warnings():  # torch.ao's eager API is deprecated for torchao, not installed here
             warnings.simplefilter("ignore")
-            self.output_int8 = quantize_dynamic(nn.Sequential(self.proj_out), {nn.Linear}, dtype=torch.qint8)[0]
-        weight_t = self.proj_out.weight.detach().T.contiguous()
-        self.proj_out.weight = nn.Parameter(weight_t.T, requires_grad=False)
-        self.decoder.embed_tokens.weight = self.proj_out.weight
-        self.output_t = weight_t.numpy()
+            rows = torch.quantize_per_channel(weight, scales, torch.zeros(len(scales), dtype=torch.long), 0, torch.qint8)
+            self.output_int8 = Int8Linear(weight.shape[1], weight.shape[0], bias_=False, dtype=torch.qint8)
+            self.output_int8.set_weight_bias(rows, None)  # built here, not by quantize_dynamic: no float copy
 
     def output_rows(self, ids: torch.Tensor) -> torch.Tensor:
         """The output layer's weight rows of `ids` (any shape) → (*ids.shape, d)."""

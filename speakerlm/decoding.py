@@ -79,10 +79,11 @@ def decode_greedy_batch(model: SpeakerLM, examples: list[Example], max_new_token
                         repeat_limit: int = 4) -> list[list[Turn]]:
     """Greedy turns for several clips at once: the same answer as `decode(model, ex, n)` for each, in
     one decoder pass per step for all of them. Why: at one clip a step is many small operations and
-    the output layer's 51,864 × d weights read for a single row; rows in lockstep share both. A
-    backbone without a batched decoder (`Backbone.batch`) decodes the clips one by one."""
+    the output layer's 51,864 × d weights read for a single row; rows in lockstep share both (and,
+    with `pack_output_layer`, read an int8 copy). A backbone without a batched decoder
+    (`Backbone.batch`) decodes the clips one by one."""
     backbone = model.backbone
-    if not hasattr(backbone, "batch") or len(examples) < 2:
+    if not hasattr(backbone, "batch"):
         return [decode(model, ex, n, repeat_limit=repeat_limit) for ex, n in zip(examples, max_new_tokens)]
     with model.autocast():
         setups, prompts, memories = [], [], []

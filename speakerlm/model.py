@@ -164,9 +164,6 @@ class SpeakerLM(nn.Module):
         logits = self.backbone.logits(hidden)
         turn = hidden @ self.turn_embedding
         turn_id = self.backbone.turn_id
-        if not torch.is_grad_enabled():  # in place: no copy of the whole row at every decoding step
-            logits[..., turn_id] = turn.to(logits.dtype)
-            return logits
         return torch.cat([logits[..., :turn_id], turn[..., None], logits[..., turn_id + 1 :]], dim=-1)
 
     # ------------------------------------------------------------ the pointer

@@ -275,21 +275,27 @@ def test_batched_greedy_decoding_writes_what_each_clip_alone_writes(trained_whis
             assert torch.allclose(stepped[i], then[0, -1], atol=1e-4), i
 
 
-def test_packed_output_layer_decodes_the_same(trained_whisper):
-    """The output layer kept transposed for inference (shared with the token embeddings) gives the
-    same logits within float rounding, and the same transcripts."""
+def test_int8_shortlist_decodes_what_the_float32_output_layer_decodes(trained_whisper):
+    """Greedy batches with the int8 copy of the output layer pick each token from its shortlist,
+    computed exactly: the same transcripts as the float32 layer, one clip at a time or several."""
     import copy
+
+    from speakerlm.decoding import _greedy_choice
 
     model, batch, _ = trained_whisper
     packed = copy.deepcopy(model)
     packed.backbone.pack_output_layer()
-    assert packed.backbone.output_t is not None
-    ids = torch.tensor([5, 500, 50000])
-    assert torch.equal(packed.backbone.embed_tokens(ids), model.backbone.embed_tokens(ids))
-    hidden = torch.randn(3, model.backbone.d_model)
+    assert packed.backbone.output_int8 is not None
     with torch.inference_mode():
-        assert torch.allclose(packed.logits(hidden), model.logits(hidden), atol=1e-4)
-    assert [decode(packed, ex) for ex in batch] == [decode(model, ex) for ex in batch]
+        hidden = torch.randn(3, model.backbone.d_model)
+        exact = model.logits(hidden)
+        exact[:, model.backbone.suppressed] = float("-inf")
+        chosen = _greedy_choice(packed, hidden, [[], [], []])
+        assert torch.equal(chosen.indices, exact.argmax(-1))
+        assert torch.allclose(chosen.values, exact.log_softmax(-1).max(-1).values, atol=0.05)
+    alone = [decode(model, ex) for ex in batch]
+    assert decode_greedy_batch(packed, batch, [400] * 3) == alone
+    assert decode_greedy_batch(packed, batch[:1], [400]) == alone[:1]
 
 
 def test_lora_trains_adapters_and_projectors_only(tiny_qwen):
