@@ -85,8 +85,9 @@ class Backbone(nn.Module):
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def pack_output_layer(self) -> None:
-        """Inference only: lay the output layer out for fast decoding steps (where a backbone can)."""
+    def add_int8_output_layer(self) -> None:
+        """Inference only: an int8 copy of the output layer for greedy decoding's shortlist (where a
+        backbone has one; decoding._greedy_choice)."""
 
 
 class WhisperBackbone(Backbone):
@@ -121,7 +122,7 @@ class WhisperBackbone(Backbone):
         self.suppressed = [i for i in range(ids["<|startoftranscript|>"], whisper.config.vocab_size)
                            if i != self.turn_id and i not in self.time_ids]
         self.max_positions = whisper.config.max_target_positions
-        self.output_int8 = None  # see pack_output_layer
+        self.output_int8 = None  # see add_int8_output_layer
 
     @property
     def audio_encoder(self) -> nn.Module:
@@ -174,7 +175,7 @@ class WhisperBackbone(Backbone):
     def logits(self, hidden):
         return self.proj_out(hidden)
 
-    def pack_output_layer(self) -> None:
+    def add_int8_output_layer(self) -> None:
         """An int8 copy of the output layer (20 MB), with which greedy decoding scores all 51,864 tokens
         and then computes only the best few exactly (decoding._greedy_choice). Why: at a decoding step
         the float32 layer (80 MB, tied to the token embeddings) is read whole for a handful of rows, which
@@ -229,11 +230,9 @@ class WhisperBatch:
 
     def _run(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         past, q = self.cache.get_seq_length(), x.shape[1]
-        keys = torch.arange(past + q)
-        causal = keys[None] <= (past + torch.arange(q))[:, None]  # shape: (q, keys)
-        # a padding position sees itself, so no row of the softmax is empty
-        itself = keys[None] == (past + torch.arange(q))[:, None]
-        mask = (self.valid[:, None, None, :] | itself) & causal
+        keys, queries = torch.arange(past + q)[None], (past + torch.arange(q))[:, None]
+        # causal; a padding position sees itself, so no row of the softmax is empty
+        mask = (self.valid[:, None, None, :] | (keys == queries)) & (keys <= queries)  # (rows, 1, q, keys)
         h = x + self.decoder.embed_positions.weight[positions]
         for layer in self.decoder.layers:
             h = layer(h, mask, self.memory, encoder_attention_mask=self.memory_mask, cache=self.cache, use_cache=True)
@@ -250,18 +249,17 @@ class WhisperBatch:
     def keep(self, rows: list[int]) -> None:
         """Go on with these rows (in increasing order) only: the others have finished. The audio's
         keys and values (the batch's largest tensors, 12 MB a row) are moved up in place, not copied."""
-        index = torch.tensor(rows)
+        def move_up(tensor: torch.Tensor) -> torch.Tensor:
+            for j, i in enumerate(rows):
+                if i != j:
+                    tensor[j] = tensor[i]
+            return tensor[: len(rows)]
+
         for layer in self.cache.cross_attention_cache.layers:
-            for tensor in (layer.keys, layer.values):
-                for j, i in enumerate(rows):
-                    if i != j:
-                        tensor[j] = tensor[i]
-            layer.keys, layer.values = layer.keys[: len(rows)], layer.values[: len(rows)]
-        self.cache.self_attention_cache.reorder_cache(index)
-        for j, i in enumerate(rows):
-            if i != j:
-                self.memory[j], self.memory_mask[j] = self.memory[i], self.memory_mask[i]
-        self.memory, self.memory_mask = self.memory[: len(rows)], self.memory_mask[: len(rows)]
+            layer.keys, layer.values = move_up(layer.keys), move_up(layer.values)
+        self.memory, self.memory_mask = move_up(self.memory), move_up(self.memory_mask)
+        index = torch.tensor(rows)
+        self.cache.self_attention_cache.reorder_cache(index)  # small: copied
         self.valid, self.next_position, self.last = self.valid[index], self.next_position[index], self.last[index]
 
 

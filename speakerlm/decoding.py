@@ -80,39 +80,31 @@ def decode_greedy_batch(model: SpeakerLM, examples: list[Example], max_new_token
     """Greedy turns for several clips at once: the same answer as `decode(model, ex, n)` for each, in
     one decoder pass per step for all of them. Why: at one clip a step is many small operations and
     the output layer's 51,864 × d weights read for a single row; rows in lockstep share both (and,
-    with `pack_output_layer`, read an int8 copy). A backbone without a batched decoder
+    with `add_int8_output_layer`, read an int8 copy). A backbone without a batched decoder
     (`Backbone.batch`) decodes the clips one by one."""
     backbone = model.backbone
     if not hasattr(backbone, "batch"):
         return [decode(model, ex, n, repeat_limit=repeat_limit) for ex, n in zip(examples, max_new_tokens)]
     with model.autocast():
-        setups, prompts, memories = [], [], []
-        for ex in examples:
-            slot_embs = [model.speaker_projector(e) for _, e in ex.slots]
-            prompt, memory = backbone.prompt(model.memory(ex), slot_embs, [n for n, _ in ex.slots], ex.task, ex.language)
-            setups.append((slot_embs, [n for n, _ in ex.slots], model.presence_bias(ex)))
-            prompts.append(prompt)
-            memories.append(memory)
-        caps = [min(n, backbone.max_positions - len(p) - 2) for n, p in zip(max_new_tokens, prompts)]
-        batch = backbone.batch(prompts, memories)
-        beams = [Beam(0.0, (("", ()),) if ex.task == "asr" else (), 0, False) for ex in examples]
-        asr_only = [backbone.turn_id, *backbone.time_ids]  # an "asr" clip writes words only
+        setups = [_Setup.of(model, ex, n) for ex, n in zip(examples, max_new_tokens)]
+        batch = backbone.batch([c.prompt for c in setups], [c.memory for c in setups])
+        beams = [_first_beam(ex) for ex in examples]
         results: list[Optional[Decoded]] = [None] * len(examples)
         rows = list(range(len(examples)))  # the clip of each batch row
-        for step in range(max(caps) + 1):
-            best = _greedy_choice(model, batch.last, [asr_only if examples[i].task == "asr" else [] for i in rows])
+        for step in range(max(c.budget for c in setups) + 1):
+            best = _greedy_choice(model, batch.last, [_banned(backbone, examples[i]) for i in rows])
             going, inputs = [], []
             for r, i in enumerate(rows):
-                beam, (slot_embs, names, presence) = beams[i], setups[i]
-                if step >= caps[i]:  # as long as it may write: the answer so far
+                beam, setup = beams[i], setups[i]
+                if step >= setup.budget:  # as long as it may write: the answer so far
                     results[i] = _result(backbone, beam.score, beam, False)
                     continue
                 if beam.at_marker:
-                    label, cls, n_anon = _choose_speaker(model, batch.last[r : r + 1], slot_embs, names,
-                                                         beam.n_anonymous, presence)
+                    label, cls, n_anon = _choose_speaker(model, batch.last[r : r + 1], setup.slot_embs, setup.names,
+                                                         beam.n_anonymous, setup.presence)
                     beams[i] = replace(beam, turns=beam.turns + ((label, ()),), n_anonymous=n_anon, at_marker=False)
                     going.append(r)
-                    inputs.append(model.speaker_input(cls, slot_embs))
+                    inputs.append(model.speaker_input(cls, setup.slot_embs))
                     continue
                 score = beam.score + float(best.values[r])
                 grown, payload, looped = _extend(model, beam, score, int(best.indices[r]), repeat_limit)
@@ -131,21 +123,54 @@ def decode_greedy_batch(model: SpeakerLM, examples: list[Example], max_new_token
     return [d.turns for d in results]
 
 
+@dataclass(frozen=True)
+class _Setup:
+    """What decoding one clip starts from, whichever way it is decoded."""
+
+    names: list[str]  # registered voices, in prompt order
+    slot_embs: list[torch.Tensor]  # their projected voiceprints
+    presence: Optional[torch.Tensor]  # the pointer's presence bias (model.presence_bias)
+    prompt: torch.Tensor  # (P, d)
+    memory: Optional[torch.Tensor]  # (T, d_encoder) cross-attention memory, or None
+    budget: int  # steps it may take: the caller's cap, within the LLM's positions
+
+    @classmethod
+    def of(cls, model: SpeakerLM, ex: Example, max_new_tokens: int) -> "_Setup":
+        names = [n for n, _ in ex.slots]
+        slot_embs = [model.speaker_projector(e) for _, e in ex.slots]
+        prompt, memory = model.backbone.prompt(model.memory(ex), slot_embs, names, ex.task, ex.language)
+        budget = min(max_new_tokens, model.backbone.max_positions - len(prompt) - 2)
+        return cls(names, slot_embs, model.presence_bias(ex), prompt, memory, budget)
+
+
+def _first_beam(ex: Example) -> Beam:
+    return Beam(0.0, (("", ()),) if ex.task == "asr" else (), 0, False)  # ASR: one open turn, no speaker
+
+
+def _banned(backbone, ex: Example) -> list[int]:
+    """Tokens this clip may not write beyond the backbone's suppressed ones: an "asr" clip writes
+    words only (no turn marker, no times)."""
+    return [backbone.turn_id, *backbone.time_ids] if ex.task == "asr" else []
+
+
 SHORTLIST = 64  # tokens per row that greedy decoding computes exactly, from an int8 pass over all
 
 
 def _greedy_choice(model: SpeakerLM, hidden: torch.Tensor, banned: list[list[int]]):
     """(log-probability, token) of each row's most probable next token; `banned` adds tokens per row
-    to the backbone's suppressed ones. With an int8 copy of the output layer (`pack_output_layer`),
+    to the backbone's suppressed ones. With an int8 copy of the output layer (`add_int8_output_layer`),
     that copy scores all tokens (a quarter of the memory traffic, which is what a step's output layer
     costs) and only the SHORTLIST best are computed exactly: the choice is the exact argmax unless
-    int8 rounding pushes it out of the top 64 (it moves logits by ~0.01), and the log-probability's
-    normaliser takes the int8 values for the other tokens."""
+    int8 rounding (at most 0.09 on a logit, measured on the bundled model) pushes it out of the top
+    64, and the log-probability's normaliser takes the int8 values for the other tokens."""
     backbone = model.backbone
     quick = getattr(backbone, "output_int8", None)
-    logits = (quick(hidden) if quick is not None else model.logits(hidden)).float()
-    if quick is not None:
-        logits[:, backbone.turn_id] = hidden @ model.turn_embedding
+    if quick is None:
+        logits = model.logits(hidden).float()
+    else:
+        turn = hidden @ model.turn_embedding  # the turn marker's column, from its trainable embedding
+        logits = quick(hidden).float()
+        logits[:, backbone.turn_id] = turn
     logits[:, backbone.suppressed] = float("-inf")
     for r, tokens in enumerate(banned):
         if tokens:
@@ -154,7 +179,7 @@ def _greedy_choice(model: SpeakerLM, hidden: torch.Tensor, banned: list[list[int
         top = logits.topk(SHORTLIST, dim=-1)
         rows = backbone.output_rows(top.indices)  # shape: (rows, SHORTLIST, d)
         exact = (rows @ hidden[:, :, None])[..., 0]
-        exact = torch.where(top.indices == backbone.turn_id, (hidden @ model.turn_embedding)[:, None], exact)
+        exact = torch.where(top.indices == backbone.turn_id, turn[:, None], exact)
         exact = torch.where(torch.isinf(top.values), top.values, exact)
         logits.scatter_(1, top.indices, exact)
     return logits.log_softmax(-1).max(-1)
@@ -168,19 +193,16 @@ def _decode(model: SpeakerLM, ex: Example, max_new_tokens: int, num_beams: int, 
     if temperature > 0:  # one sampled path; the speaker choice stays the pointer's argmax
         num_beams, sampler = 1, torch.Generator().manual_seed(0)
     backbone = model.backbone
-    names = [n for n, _ in ex.slots]
-    slot_embs = [model.speaker_projector(e) for _, e in ex.slots]
-    presence = model.presence_bias(ex)
-    prompt, memory = backbone.prompt(model.memory(ex), slot_embs, names, ex.task, ex.language)
-    memory = None if memory is None else memory[None]
+    setup = _Setup.of(model, ex, max_new_tokens)
+    names, slot_embs, presence, prompt = setup.names, setup.slot_embs, setup.presence, setup.prompt
+    memory = None if setup.memory is None else setup.memory[None]
     cache = DynamicCache()
     hidden, cache = backbone.run(prompt[None], torch.ones(1, len(prompt), dtype=torch.long), memory, cache)
     last = hidden[:, -1]  # shape: (beams, d)
-    asr = ex.task == "asr"
-    beams = [Beam(0.0, (("", ()),) if asr else (), 0, False)]  # ASR: one open turn, no speaker
+    beams = [_first_beam(ex)]
     finished: list[tuple[float, Beam, bool]] = []  # (score, the ended beam, cut short by the loop guard)
-    suppressed = list(backbone.suppressed) + ([backbone.turn_id, *backbone.time_ids] if asr else [])
-    for _ in range(min(max_new_tokens, backbone.max_positions - len(prompt) - 2)):
+    suppressed = list(backbone.suppressed) + _banned(backbone, ex)
+    for _ in range(setup.budget):
         logprobs = model.logits(last).float()
         logprobs[:, suppressed] = float("-inf")
         logprobs = logprobs.log_softmax(-1)

@@ -284,7 +284,7 @@ def test_int8_shortlist_decodes_what_the_float32_output_layer_decodes(trained_wh
 
     model, batch, _ = trained_whisper
     packed = copy.deepcopy(model)
-    packed.backbone.pack_output_layer()
+    packed.backbone.add_int8_output_layer()
     assert packed.backbone.output_int8 is not None
     with torch.inference_mode():
         hidden = torch.randn(3, model.backbone.d_model)

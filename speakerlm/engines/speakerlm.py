@@ -129,7 +129,7 @@ class SpeakerLMEngine(Engine):
         self.model = load_model(self.options.model)
         if self.options.int8:
             quantize_for_inference(self.model, ("decoder", "proj_out"))
-        self.model.backbone.pack_output_layer()
+        self.model.backbone.add_int8_output_layer()
         self.encoder = load_speaker_encoder(self.options.speaker_encoder)
         self.diarizer = Diarizer(self.encoder, self.config.diarizer)
         self._embeddings: dict[tuple[int, int], np.ndarray] = {}  # see _embed_once
@@ -260,10 +260,6 @@ class SpeakerLMEngine(Engine):
         return [decode(self.model, ex, max_new_tokens=n, num_beams=self.options.num_beams,
                        temperatures=FALLBACK_TEMPERATURES if self.config.fallback else (0.0,))
                 for ex, n in zip(examples, budgets)]
-
-    def transcribe_window(self, piece: np.ndarray, voiceprints: Voiceprints) -> list[Turn]:
-        """One window (≤ window_seconds) with the registered voices that best match it → untimed turns."""
-        return self.decode_windows([self.window_inputs(piece)], [voiceprints])[0]
 
     def _place(self, found: list[Turn], window: Region, regions: list[Region], wave: np.ndarray,
                frames: Optional[np.ndarray], clusters: dict[str, int], n_anon: int) -> tuple[list[Turn], Voiceprints]:
