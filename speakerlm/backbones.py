@@ -179,9 +179,8 @@ class WhisperBackbone(Backbone):
         """An int8 copy of the output layer (20 MB), with which greedy decoding scores all 51,864 tokens
         and then computes only the best few exactly (decoding._greedy_choice). Why: at a decoding step
         the float32 layer (80 MB, tied to the token embeddings) is read whole for a handful of rows, which
-        is most of a step's memory traffic; the int8 copy reads a quarter of it, and the float32 rows
-        that are never shortlisted are never touched (nor, as they are mapped from the weights file,
-        resident)."""
+        is most of a step's memory traffic; the int8 copy reads a quarter of it. The float32 layer is
+        read whole only here, to build the copy; afterwards only shortlisted rows are."""
         if not isinstance(self.proj_out, nn.Linear) or self.proj_out.weight.dtype != torch.float32:
             return  # int8 or bf16 output layers keep their own kernels
         import warnings

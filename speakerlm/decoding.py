@@ -161,8 +161,8 @@ def _greedy_choice(model: SpeakerLM, hidden: torch.Tensor, banned: list[list[int
     to the backbone's suppressed ones. With an int8 copy of the output layer (`add_int8_output_layer`),
     that copy scores all tokens (a quarter of the memory traffic, which is what a step's output layer
     costs) and only the SHORTLIST best are computed exactly: the choice is the exact argmax unless
-    int8 rounding (at most 0.09 on a logit, measured on the bundled model) pushes it out of the top
-    64, and the log-probability's normaliser takes the int8 values for the other tokens."""
+    int8 rounding (at most 0.09 on a logit, random inputs to the bundled model's layer) pushes it out
+    of the top 64, and the log-probability's normaliser takes the int8 values for the other tokens."""
     backbone = model.backbone
     quick = getattr(backbone, "output_int8", None)
     if quick is None:
