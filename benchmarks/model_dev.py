@@ -18,7 +18,7 @@ from typing import Optional
 
 from tqdm import tqdm
 
-from speakerlm.checkpoint import load_model, quantize_for_inference
+from speakerlm.checkpoint import load_model
 from speakerlm.data.datasets import load_dataset
 from speakerlm.decoding import decode
 from speakerlm.metrics import aggregate, score_clip
@@ -83,11 +83,9 @@ def plot_sweep(result: dict[int, float], png: Path, title: str) -> None:
 
 
 def evaluate(checkpoint: Path, dev: Path, clips: int, distractors: int, cache_root: Path,
-             int8: tuple[str, ...] = (), clip_seconds: float = 20.0) -> dict:
+             clip_seconds: float = 20.0) -> dict:
     model = load_model(checkpoint)
     inputs = dev_inputs(model, dev, clips, clip_seconds, cache_root)
-    if int8:
-        quantize_for_inference(model, int8)
     rng = random.Random(0)  # one stream over clips × modes: the README's figures were drawn this way
     started = time.perf_counter()
     scores = {"no": [], "match": [], "over": []}
@@ -98,7 +96,7 @@ def evaluate(checkpoint: Path, dev: Path, clips: int, distractors: int, cache_ro
     return {"model": str(checkpoint), "wer": no["wer"], "cpwer": no["cpwer"], "delta_cp": no["cpwer"] - no["wer"],
             "match_sawer": match["sawer"], "match_delta_sa": match["sawer"] - match["wer"],
             "over_sawer": over["sawer"], "over_delta_sa": over["sawer"] - over["wer"],
-            "int8": list(int8), "seconds": round(time.perf_counter() - started, 1)}
+            "seconds": round(time.perf_counter() - started, 1)}
 
 
 def main() -> None:
@@ -109,13 +107,11 @@ def main() -> None:
     ap.add_argument("--clip-seconds", type=float, default=20.0, help="cut them at pauses into pieces this long")
     ap.add_argument("--distractors", type=int, default=10, help="N_ov for the Over-Regist column")
     ap.add_argument("--cache", type=Path, default=Path("runs/features"), help="feature cache (shared with training)")
-    ap.add_argument("--int8", default="", help="comma-separated backbone parts to run in int8: encoder,decoder,proj_out")
     ap.add_argument("--sweep", help="instead: Over-Regist saWER at these N_ov, e.g. 0,10,50,100 (Fig. 5)")
     ap.add_argument("--plot", type=Path, help="with --sweep: draw saWER against N_ov into this PNG")
     ap.add_argument("--distractor-pool", type=Path, help="dataset whose speakers are added to the distractors")
     ap.add_argument("--out", type=Path, help="append results here as JSON lines")
     args = ap.parse_args()
-    int8 = tuple(p for p in args.int8.split(",") if p)
     if args.sweep:
         print("| model | N_ov | saWER |\n|---|---:|---:|")
         for checkpoint in args.checkpoints:
@@ -131,7 +127,7 @@ def main() -> None:
     print("| model | WER | cpWER | Δcp | Match saWER | Δsa | Over saWER | Δsa | s |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for checkpoint in args.checkpoints:
-        r = evaluate(checkpoint, args.dev, args.clips, args.distractors, args.cache, int8, args.clip_seconds)
+        r = evaluate(checkpoint, args.dev, args.clips, args.distractors, args.cache, args.clip_seconds)
         print(f"| {checkpoint} | {r['wer']:.2f} | {r['cpwer']:.2f} | {r['delta_cp']:.2f} | {r['match_sawer']:.2f} | "
               f"{r['match_delta_sa']:.2f} | {r['over_sawer']:.2f} | {r['over_delta_sa']:.2f} | {r['seconds']} |", flush=True)
         if args.out:

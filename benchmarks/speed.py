@@ -33,13 +33,13 @@ import soundfile as sf
 from speakerlm.stages import STAGES
 
 
-def run_once(audio: Path, engine: str, threads: int, extra: list[str] = ()) -> dict:
+def run_once(audio: Path, engine: str, threads: int) -> dict:
     time_bin = shutil.which("time") or "/usr/bin/time"
     if not Path(time_bin).exists():
         sys.exit("GNU time is needed (apt-get install time)")
     with tempfile.TemporaryDirectory() as out:
         cmd = [time_bin, "-f", "%M %e", sys.executable, "-m", "speakerlm", "transcribe", str(audio),
-               "--engine", engine, "--format", "json", "--output-dir", out, *extra]
+               "--engine", engine, "--format", "json", "--output-dir", out]
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         done = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if done.returncode != 0:
@@ -55,7 +55,6 @@ def main() -> None:
     parser.add_argument("files", nargs="+", type=Path)
     parser.add_argument("--engines", default="speakerlm,cascade,plain")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
-    parser.add_argument("--int8", action="store_true", help="speakerlm with int8 decoder weights")
     parser.add_argument("--accuracy", nargs="*", type=Path, default=[], help="data sets to score each engine on")
     parser.add_argument("--accuracy-limit", type=int, default=0, help="score the first N clips of each (0 = all)")
     args = parser.parse_args()
@@ -67,10 +66,9 @@ def main() -> None:
         seconds = sf.info(str(audio)).duration
         for threads in [int(t) for t in args.threads.split(",")]:
             for engine in args.engines.split(","):
-                extra = ["--int8"] if args.int8 and engine == "speakerlm" else []
-                r = run_once(audio, engine, threads, extra)
+                r = run_once(audio, engine, threads)
                 shares = [100 * r["stages"].get(s, 0.0) / r["seconds"] for s in STAGES]
-                cells = [f"{engine}{' int8' if extra else ''}", audio.name, f"{seconds / 60:.1f} min", str(threads),
+                cells = [engine, audio.name, f"{seconds / 60:.1f} min", str(threads),
                          f"{r['seconds'] / seconds:.3f}", f"{r['wall_s'] / seconds:.3f}", f"{r['rss_mb']:.0f}"]
                 cells += [f"{x:.0f}" if x else "–" for x in shares] + [f"{max(0.0, 100 - sum(shares)):.0f}"]
                 rows.append("| " + " | ".join(cells) + " |")

@@ -48,7 +48,6 @@ class Backbone(nn.Module):
     llm: nn.Module  # the language model that LoRA wraps and stages 1 and 4 train
     lora_targets: tuple[str, ...]  # module names inside `llm` that LoRA adapts
     frozen_llm_prefixes: tuple[str, ...] = ()  # parameters of `llm` that training never changes
-    int8_parts: tuple[str, ...] = ()  # attributes whose Linear layers may run in int8 at inference
     turn_id: int  # token the LM emits to open a turn
     eos_id: int  # token that ends the transcript
     suppressed: tuple[int, ...] = ()  # tokens decoding never emits (e.g. Whisper's special and timestamp tokens)
@@ -95,7 +94,6 @@ class WhisperBackbone(Backbone):
     # the token embeddings (tied to the output layer) stay frozen: 20 M of the decoder's 30 M parameters,
     # and leaving them out keeps a checkpoint small
     frozen_llm_prefixes = ("embed_tokens",)
-    int8_parts = ("encoder", "decoder", "proj_out")
 
     def __init__(self, config):
         super().__init__()
@@ -182,7 +180,7 @@ class WhisperBackbone(Backbone):
         is most of a step's memory traffic; the int8 copy reads a quarter of it. The float32 layer is
         read whole only here, to build the copy; afterwards only shortlisted rows are."""
         if not isinstance(self.proj_out, nn.Linear) or self.proj_out.weight.dtype != torch.float32:
-            return  # int8 or bf16 output layers keep their own kernels
+            return  # a bf16 output layer keeps its own kernels
         import warnings
 
         from torch.ao.nn.quantized.dynamic import Linear as Int8Linear

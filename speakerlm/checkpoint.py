@@ -1,6 +1,6 @@
 """Model folders: `config.json` (the `SpeakerLMConfig`) + `trained.safetensors` (only the tensors that
 training changed; the pretrained parts come from their packages). Also the two transformations of a
-trained model: WiSE-FT mixing with the pretrained LLM (for export) and int8 weights (for inference).
+trained model: WiSE-FT mixing with the pretrained LLM (for export).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-import torch.nn as nn
 
 from speakerlm.audio import Pathlike
 from speakerlm.errors import UserError
@@ -111,30 +110,3 @@ def mix_llm_with_pretrained(model: SpeakerLM, alpha: float) -> None:
         base = torch.zeros_like(weight) if "lora_B" in name else pretrained[name]
         mixed[name] = base + alpha * (weight - base)
     model.load_state_dict(mixed, strict=False)
-
-
-def quantize_for_inference(model: SpeakerLM, parts: tuple[str, ...] = ("decoder", "proj_out")) -> SpeakerLM:
-    """int8 weights (dynamic quantization, fbgemm) for the backbone's Linear layers, inference only.
-    Why: decoding one token reads Whisper's 51,864 × 384 output layer (80 MB in float32); at batch 1
-    that is memory-bound, and int8 reads a quarter of it (11.3 → 3.3 ms per token, one thread).
-    torch.ao's eager API is deprecated for torchao, which does not install here."""
-    import warnings
-
-    from torch.ao.quantization import quantize_dynamic
-
-    allowed = model.backbone.int8_parts
-    if not allowed:
-        raise ValueError(f"int8 inference is not implemented for the {model.config.backbone} backbone")
-    unknown = set(parts) - set(allowed)
-    if unknown:
-        raise ValueError(f"unknown backbone parts {sorted(unknown)}; choose from {', '.join(allowed)}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for part in parts:
-            module = getattr(model.backbone, part)
-            if isinstance(module, nn.Linear):  # quantize_dynamic swaps children, so wrap a bare Linear
-                module = quantize_dynamic(nn.Sequential(module), {nn.Linear}, dtype=torch.qint8)[0]
-            else:
-                module = quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8)
-            setattr(model.backbone, part, module)
-    return model.eval()

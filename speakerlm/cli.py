@@ -29,7 +29,7 @@ def cmd_transcribe(args: argparse.Namespace) -> None:
 
     transcriber = Transcriber(TranscribeOptions(engine=args.engine, model=args.model, whisper=args.whisper,
                                                 language=args.language, num_beams=args.beams,
-                                                speaker_encoder=args.speaker_encoder, int8=args.int8, progress=True))
+                                                speaker_encoder=args.speaker_encoder, progress=True))
     count = SpeakerCount(args.num_speakers, args.min_speakers, args.max_speakers)
     formats = FORMATS if args.format == "all" else (args.format,)
     if args.output_dir is None and len(formats) > 1:
@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(made by `speakerlm enroll --store DIR`)")
     t.add_argument("--timeline", action="store_true", help="also draw who spoke when as <stem>.png")
     t.add_argument("--engine", choices=("cascade", "speakerlm", "plain"),
-                   help="cascade (default; speakerlm when --model or --int8 is given): speaker clustering + "
+                   help="cascade (default; speakerlm when --model is given): speaker clustering + "
                         "faster-whisper, the most accurate on held-out data; speakerlm: the end-to-end model "
                         "(the bundled one, or --model); plain: Whisper only, one speaker")
     t.add_argument("--model", help="SpeakerLM model folder (default: the bundled one)")
@@ -139,8 +139,6 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--beams", type=int, help="beam size, 1 = greedy (default: 5 for cascade and plain, 1 for the model)")
     t.add_argument("--speaker-encoder", choices=("campp", "ge2e"),
                    help="voiceprint model of the cascade (default campp; the SpeakerLM model uses its own)")
-    t.add_argument("--int8", action="store_true",
-                   help="speakerlm: int8 decoder weights: about a third less decoding time, slightly less accurate")
     t.add_argument("--num-speakers", type=int, help="the number of speakers, when known")
     t.add_argument("--min-speakers", type=int, help="at least this many speakers")
     t.add_argument("--max-speakers", type=int, help="at most this many speakers")

@@ -120,7 +120,7 @@ def as_system(spec: Union[str, System], base: TranscribeOptions = TranscribeOpti
     engine, preset = VARIANTS.get(spec, (spec, {}))
     if engine not in ENGINES:
         raise UserError(f"unknown system {spec!r}; choose from {', '.join(sorted({*ENGINES, *VARIANTS}))}")
-    speakerlm_only = {} if engine == "speakerlm" else dict(model=None, int8=False)
+    speakerlm_only = {} if engine == "speakerlm" else dict(model=None)
     options = replace(base, engine=engine, **speakerlm_only)
     return System(spec, options, engine_config(ENGINES[engine].Config, {**preset, **(switches or {})}, spec))
 
@@ -615,7 +615,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit {args.limit}: give at least 1")
     base = TranscribeOptions(whisper=args.whisper, language=args.language, speaker_encoder=args.speaker_encoder,
-                             model=args.model, int8=args.int8)
+                             model=args.model)
     switches = dict(args.engine_config or [])
     systems = [as_system(s, base, switches) for s in systems]  # unknown names fail before the data is read
     clips = load_dataset(args.data, args.format, audio_dir=args.audio_dir, stm=args.stm, enrolment=args.enrolment,
@@ -683,7 +683,6 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
     e.add_argument("--num-speakers-oracle", action="store_true", help="tell each system the reference speaker count")
     e.add_argument("--whisper", help="Whisper model of the cascade and plain systems (default tiny.en)")
     e.add_argument("--model", help="SpeakerLM checkpoint for the speakerlm system (default: the bundled one)")
-    e.add_argument("--int8", action="store_true", help="speakerlm system with int8 decoder weights (faster)")
     e.add_argument("--language", help="language code for multilingual Whisper (default: what the data's lhotse "
                    "manifests say, else en)")
     e.add_argument("--score-language", choices=("en", "zh"),

@@ -71,7 +71,7 @@ def test_speakerlm_engine_options_from_the_command_line(tmp_path):
     partial = lambda: set((cache_dir() / "partial").glob("*.jsonl"))
     before = partial()
     base = ["transcribe", str(EXAMPLE), "--engine", "speakerlm", "--speaker", f"Alice={REPO}/examples/alice.wav"]
-    for extra in (["--beams", "2"], ["--int8"], ["--num-speakers", "2", "--format", "rttm", "--output-dir", str(tmp_path)]):
+    for extra in (["--beams", "2"], ["--num-speakers", "2", "--format", "rttm", "--output-dir", str(tmp_path)]):
         proc = run(*base, *extra)
         assert proc.returncode == 0, proc.stderr
         out = (tmp_path / "meeting.rttm").read_text() if "rttm" in extra else proc.stdout
@@ -114,7 +114,7 @@ def test_transcribe_options(extra, check, tmp_path):
     (["--engine", "speakerlm", "--speaker-encoder", "ge2e", "--speaker", f"Alice={REPO}/examples/alice.wav"],
      "trained on campp voiceprints"),
     (["--engine", "cascade", "--model", str(REPO / "speakerlm" / "bundled")], "--model applies to --engine speakerlm"),
-    (["--engine", "plain", "--int8"], "--int8 applies to --engine speakerlm"),
+    (["--engine", "plain", "--model", str(REPO / "speakerlm" / "bundled")], "--model applies to --engine speakerlm"),
     (["--output-dir", str(EXAMPLE)], "is a file, not a folder"),
     (["--speaker", f"Alice={REPO}/README.md"], "README.md: not a readable audio file"),
 ])

@@ -25,28 +25,25 @@ class TranscribeOptions:
     """What a user chooses (CLI flags, Python keywords). Experiment switches of an engine live in its
     own config (`CascadeConfig`, `SpeakerLMEngineConfig`), which benchmarks and `evaluate` set."""
 
-    # "cascade", "speakerlm" (the model) or "plain"; None = DEFAULT_ENGINE, or speakerlm when a model
-    # option (model, int8) is given
+    # "cascade", "speakerlm" (the model) or "plain"; None = DEFAULT_ENGINE, or speakerlm when a model is given
     engine: Optional[str] = None
     model: Optional[str] = None  # SpeakerLM model folder (engine speakerlm); None = the bundled one
     whisper: Optional[str] = None  # "tiny.en", "base" or a local HF Whisper folder; None = the engine's own
     language: Optional[str] = "en"  # for multilingual Whisper; None = detect
     num_beams: Optional[int] = None  # beam size, 1 = greedy; None = the engine's own (model 1, Whisper 5)
     speaker_encoder: Optional[str] = None  # voiceprints: "campp" or "ge2e"; None = the engine's own
-    int8: bool = False  # engine speakerlm: int8 decoder weights (faster, slightly less accurate)
     progress: bool = False  # progress bar over a recording's windows
 
     def __post_init__(self):
         if self.engine is None:
-            engine = "speakerlm" if self.model is not None or self.int8 else DEFAULT_ENGINE
+            engine = "speakerlm" if self.model is not None else DEFAULT_ENGINE
             object.__setattr__(self, "engine", engine)  # frozen: filled in once, here
         if self.num_beams is not None and self.num_beams < 1:
             raise UserError(f"--beams {self.num_beams}: give a beam size of at least 1 (1 = greedy)")
         if self.speaker_encoder not in (None, *SPEAKER_ENCODERS):
             raise UserError(f"speaker encoder {self.speaker_encoder!r}: choose one of {', '.join(SPEAKER_ENCODERS)}")
-        if self.engine != "speakerlm" and (self.model is not None or self.int8):
-            flag = "--model" if self.model is not None else "--int8"
-            raise UserError(f"{flag} applies to --engine speakerlm, not {self.engine}")
+        if self.engine != "speakerlm" and self.model is not None:
+            raise UserError(f"--model applies to --engine speakerlm, not {self.engine}")
 
 
 class Engine(ABC):

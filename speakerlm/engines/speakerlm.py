@@ -100,7 +100,6 @@ class SpeakerLMEngine(Engine):
 
     @classmethod
     def resolve(cls, options: TranscribeOptions) -> TranscribeOptions:
-        from speakerlm.backbones import BACKBONES
         from speakerlm.checkpoint import bundled_model, read_config
 
         path = options.model or bundled_model()
@@ -116,19 +115,15 @@ class SpeakerLMEngine(Engine):
         if options.language not in (None, "en") and config.whisper.endswith(".en"):
             raise UserError(f"{path}: this SpeakerLM model is English-only (Whisper {config.whisper}); --language "
                             f"{options.language} needs a model trained on a multilingual Whisper (--whisper base)")
-        if options.int8 and not BACKBONES[config.backbone].int8_parts:
-            raise UserError(f"{path}: --int8 is not implemented for the {config.backbone} backbone")
         return replace(options, model=str(path), whisper=config.whisper, speaker_encoder=config.speaker_encoder,
                        num_beams=options.num_beams or 1)
 
     def __init__(self, options: TranscribeOptions, config: SpeakerLMEngineConfig = SpeakerLMEngineConfig()):
-        from speakerlm.checkpoint import load_model, quantize_for_inference
+        from speakerlm.checkpoint import load_model
         from speakerlm.pretrained.speaker_encoder import load_speaker_encoder
 
         self.options, self.config = self.resolve(options), config or SpeakerLMEngineConfig()
         self.model = load_model(self.options.model)
-        if self.options.int8:
-            quantize_for_inference(self.model, ("decoder", "proj_out"))
         self.model.backbone.add_int8_output_layer()
         self.encoder = load_speaker_encoder(self.options.speaker_encoder)
         self.diarizer = Diarizer(self.encoder, self.config.diarizer)
