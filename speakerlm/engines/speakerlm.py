@@ -173,6 +173,8 @@ class SpeakerLMEngine(Engine):
                 inputs = _gather(pending)
                 if g + 1 < len(groups):
                     pending = self._inputs_later(side, wave, windows, groups[g + 1])
+                elif side is not None:  # the side thread has nothing left: the last batch gets every core
+                    torch.set_num_threads(threads)
                 prompts = [self._window_voiceprints(voices, clusters, windows[i], wave, frames) if local else voices
                            for i in group]
                 found_all = self.decode_windows(inputs, prompts)
