@@ -1,6 +1,6 @@
 """Where attribution fails, for each engine side by side (speakerlm/attribution.py says how words are sorted).
 
-    .venv/bin/python benchmarks/attribution.py data/ood data/real data/dev [--limit N]
+    .venv/bin/python benchmarks/attribution.py data/ood data/real data/dev [--limit N] [--join-bounds]
         [--systems cascade,speakerlm] [--no-pointer] [--out runs/attribution]
 
 Per data set and engine (No-Regist, no hints, as `speakerlm evaluate` runs them): WER, cpWER, the share
@@ -12,7 +12,12 @@ turns. Two bounds beside them:
   is pure attribution (the words are the reference's);
 - the bundled model's pointer, teacher-forced: reference turns cut into windows of ≤ 20 s (the
   engine's window), the true words and earlier speakers given, the share of turns whose speaker the
-  pointer picks right, No- and Match-Regist, by the window's speaker count.
+  pointer picks right, No- and Match-Regist, by the window's speaker count;
+- how far a join of words to speakers can go (`--join-bounds`): the cascade with the true speaker
+  count, and the cascade's own words (faster-whisper, as it calls it) given the reference's speakers,
+  by time (each word the speaker of the reference turn it overlaps most: the best any join by time
+  can do with these words and times) and by text (the speaker who said the same word within 1.5 s,
+  else by time: what knowing who said each word would give).
 Engine runs resume from --out's logs (the same format as benchmarks/recognition.py's).
 """
 from __future__ import annotations
@@ -21,6 +26,7 @@ import argparse
 import json
 import random
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -122,7 +128,56 @@ def engine_rows(name: str, clips, systems: list[str], log: Path) -> list[dict]:
     return rows
 
 
-def markdown(rows: list[dict], oracles: dict, pointers: dict) -> str:
+def _normal(word: str) -> str:
+    return "".join(ch for ch in word.lower() if ch.isalnum() or ch == "'")
+
+
+def _by_time(start: float, end: float, reference: list[Turn]) -> str:
+    """The speaker of the reference turn overlapping [start, end] most (else the nearest one)."""
+    gap = lambda t: min(end, t.end) - max(start, t.start) if min(end, t.end) > max(start, t.start) else \
+        -min(abs(start - t.end), abs(t.start - end))  # noqa: E731
+    return max(reference, key=gap).speaker
+
+
+def _by_text(word, reference: list[Turn], reach_s: float = 1.5) -> Optional[str]:
+    """The speaker who said the same word nearest in time (within `reach_s`), reference words
+    spread evenly over their turn; None when nobody did."""
+    centre, target, best = (word.start + word.end) / 2, _normal(word.text), None
+    for t in reference:
+        said = t.text.split()
+        for i, w in enumerate(said):
+            at = t.start + (i + 0.5) * (t.end - t.start) / len(said)
+            if _normal(w) == target and abs(at - centre) <= reach_s and (best is None or abs(at - centre) < best[0]):
+                best = (abs(at - centre), t.speaker)
+    return best[1] if best else None
+
+
+def join_bounds(name: str, clips, log: Path) -> list[dict]:
+    """The cascade with the true speaker count; the cascade's words with the reference's speakers."""
+    from speakerlm.metrics import aggregate, score_clip
+    from speakerlm.pretrained.fast_whisper import FastWhisper
+    from speakerlm.word_speakers import words_to_turns
+
+    rows = []
+    for run in evaluate(["cascade"], clips, "no", num_speakers_oracle=True, log=log, progress=True):
+        agg = run.aggregate()
+        rows.append({"data": name, "join": "the cascade, true speaker count", "wer": agg["wer"], "cpwer": agg["cpwer"]})
+    asr, scores = FastWhisper("tiny.en"), {"by time": [], "by text": []}
+    for clip in clips:
+        words = [w for s in asr.transcribe(clip.audio.load()) for w in s.words]
+        reference = list(clip.reference)
+        timed = [_by_time(w.start, w.end, reference) for w in words]
+        told = [_by_text(w, reference) or t for w, t in zip(words, timed)]
+        for key, speakers in (("by time", timed), ("by text", told)):
+            scores[key].append(score_clip(reference, words_to_turns(words, speakers, 2.0), registered=False))
+    for key, clip_scores in scores.items():
+        agg = aggregate(clip_scores)
+        rows.append({"data": name, "join": f"the cascade's words, reference speakers {key}", "wer": agg["wer"],
+                     "cpwer": agg["cpwer"]})
+    return rows
+
+
+def markdown(rows: list[dict], oracles: dict, pointers: dict, bounds: list[dict] = ()) -> str:
     f = lambda v: "–" if v is None or v != v else f"{v:.1f}"  # noqa: E731
     head = ["data", "system", "WER", "cpWER", "misattributed"] + [f"{c} (share / mis.)" for c in CONTEXTS] + [
         "segmentation", "speaker choice", "mixed turns", "mis. by speakers"]
@@ -139,6 +194,10 @@ def markdown(rows: list[dict], oracles: dict, pointers: dict) -> str:
         p = pointers.get(name, {})
         fmt = lambda m: ", ".join(f"{n} spk: {f(v['right'])} ({v['turns']})" for n, v in p.get(m, {}).items()) or "–"  # noqa: E731
         lines.append(f"| {name} | {f(o['turns right'])} | {f(o['saWER'])} | {fmt('no')} | {fmt('match')} |")
+    if bounds:
+        lines += ["", "| data | join | WER | cpWER | Δcp |", "|---|---|---:|---:|---:|"]
+        lines += [f"| {b['data']} | {b['join']} | {f(b['wer'])} | {f(b['cpwer'])} | {f(b['cpwer'] - b['wer'])} |"
+                  for b in bounds]
     return "\n".join(lines) + "\n"
 
 
@@ -148,6 +207,7 @@ def main() -> None:
     p.add_argument("--systems", default="cascade,speakerlm")
     p.add_argument("--limit", type=int)
     p.add_argument("--no-pointer", action="store_true", help="skip the model's teacher-forced pointer")
+    p.add_argument("--join-bounds", action="store_true", help="also the word-join bounds (one more ASR pass)")
     p.add_argument("--out", type=Path, default=Path("runs/attribution"))
     args = p.parse_args()
     from speakerlm.pretrained.speaker_encoder import load_speaker_encoder
@@ -155,20 +215,23 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     encoder, model = load_speaker_encoder("campp"), None
-    rows, oracles, pointers = [], {}, {}
+    rows, oracles, pointers, bounds = [], {}, {}, []
     for data in args.data:
         clips = load_dataset(data)[: args.limit] if args.limit else load_dataset(data)
         rows += engine_rows(data.name, clips, systems, args.out / f"{data.name}-engines.jsonl")
         oracles[data.name] = voiceprint_oracle(clips, encoder)
+        if args.join_bounds:
+            bounds += join_bounds(data.name, clips, args.out / f"{data.name}-oracle-count.jsonl")
         if not args.no_pointer:
             if model is None:
                 from speakerlm.checkpoint import bundled_model, load_model
 
                 model = load_model(bundled_model())
             pointers[data.name] = pointer_accuracy(clips, model, encoder)
-    table = markdown(rows, oracles, pointers)
+    table = markdown(rows, oracles, pointers, bounds)
     (args.out / "attribution.md").write_text(table)
-    (args.out / "attribution.json").write_text(json.dumps({"engines": rows, "oracle": oracles, "pointer": pointers}, indent=1))
+    (args.out / "attribution.json").write_text(json.dumps({"engines": rows, "oracle": oracles, "pointer": pointers,
+                                                                 "join bounds": bounds}, indent=1))
     print(table)
 
 
