@@ -235,12 +235,15 @@ class WhisperBatch:
             h = layer(h, mask, self.memory, encoder_attention_mask=self.memory_mask, cache=self.cache, use_cache=True)
         return self.decoder.layer_norm(h)
 
-    def step(self, embeds: torch.Tensor) -> torch.Tensor:
-        """(rows, d) next inputs → (rows, d) hidden states, stored in `last`."""
-        self.valid = torch.cat([self.valid, torch.ones(len(embeds), 1, dtype=torch.bool)], dim=1)
+    def step(self, embeds: torch.Tensor, taken: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(rows, d) next inputs → (rows, d) hidden states, stored in `last`. `taken` (rows,) bool: only
+        these rows take their input; for the others the step is a padding position, as if not made."""
+        taken = torch.ones(len(embeds), dtype=torch.bool) if taken is None else taken
+        self.valid = torch.cat([self.valid, taken[:, None]], dim=1)
         positions = self.next_position[:, None].clone()
-        self.next_position += 1
-        self.last = self._run(embeds[:, None], positions)[:, 0]
+        self.next_position += taken.long()
+        hidden = self._run(embeds[:, None], positions)[:, 0]
+        self.last = torch.where(taken[:, None], hidden, self.last)
         return self.last
 
     def keep(self, rows: list[int]) -> None:

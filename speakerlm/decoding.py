@@ -58,7 +58,8 @@ class Decoded:
 @torch.inference_mode()
 @timed("decoding")
 def decode(model: SpeakerLM, ex: Example, max_new_tokens: int = 400, num_beams: int = 1,
-           repeat_limit: int = 4, temperatures: tuple[float, ...] = (0.0,)) -> list[Turn]:
+           repeat_limit: int = 4, temperatures: tuple[float, ...] = (0.0,),
+           fusion: Optional["WordFusion"] = None) -> list[Turn]:
     """Turns for one clip; the caller caps `max_new_tokens` by the audio's duration. An "asr"
     example gives one turn with an empty speaker: the words, no markers. Each temperature after the
     first is tried only when the decode before it fails Whisper's checks (`Decoded.passes`); when
@@ -67,7 +68,7 @@ def decode(model: SpeakerLM, ex: Example, max_new_tokens: int = 400, num_beams: 
     tried = []
     with model.autocast():
         for temperature in temperatures:
-            tried.append(_decode(model, ex, max_new_tokens, num_beams, repeat_limit, temperature))
+            tried.append(_decode(model, ex, max_new_tokens, num_beams, repeat_limit, temperature, fusion))
             if tried[-1].passes:
                 return tried[-1].turns
     return max(tried, key=lambda d: d.avg_logprob).turns
@@ -76,24 +77,32 @@ def decode(model: SpeakerLM, ex: Example, max_new_tokens: int = 400, num_beams: 
 @torch.inference_mode()
 @timed("decoding")
 def decode_greedy_batch(model: SpeakerLM, examples: list[Example], max_new_tokens: list[int],
-                        repeat_limit: int = 4) -> list[list[Turn]]:
+                        repeat_limit: int = 4, fusion: Optional[WordFusion] = None) -> list[list[Turn]]:
     """Greedy turns for several clips at once: the same answer as `decode(model, ex, n)` for each, in
     one decoder pass per step for all of them. Why: at one clip a step is many small operations and
     the output layer's 51,864 × d weights read for a single row; rows in lockstep share both (and,
     with `add_int8_output_layer`, read an int8 copy). A backbone without a batched decoder
-    (`Backbone.batch`) decodes the clips one by one."""
+    (`Backbone.batch`) decodes the clips one by one. With `fusion`, Whisper's decoder runs beside as a
+    batch of its own, each row stepping only on the words and times its clip writes."""
     backbone = model.backbone
     if not hasattr(backbone, "batch"):
-        return [decode(model, ex, n, repeat_limit=repeat_limit) for ex, n in zip(examples, max_new_tokens)]
+        return [decode(model, ex, n, repeat_limit=repeat_limit, fusion=fusion) for ex, n in zip(examples, max_new_tokens)]
     with model.autocast():
         setups = [_Setup.of(model, ex, n) for ex, n in zip(examples, max_new_tokens)]
         batch = backbone.batch([c.prompt for c in setups], [c.memory for c in setups])
+        beside = None if fusion is None else fusion.backbone.batch([fusion.prompt(ex) for ex in examples],
+                                                                    [ex.audio for ex in examples])
         beams = [_first_beam(ex) for ex in examples]
         results: list[Optional[Decoded]] = [None] * len(examples)
         rows = list(range(len(examples)))  # the clip of each batch row
         for step in range(max(c.budget for c in setups) + 1):
-            best = _greedy_choice(model, batch.last, [_banned(backbone, examples[i]) for i in rows])
-            going, inputs = [], []
+            banned = [_banned(backbone, examples[i]) for i in rows]
+            if beside is None:
+                best = _greedy_choice(model, batch.last, banned)
+            else:
+                fusing = [not beams[i].at_marker and bool(beams[i].turns) for i in rows]
+                best = _fused_choice(model, batch.last, banned, fusion, beside.last, fusing)
+            going, inputs, heard = [], [], []  # heard: whether Whisper's row takes the row's input
             for r, i in enumerate(rows):
                 beam, setup = beams[i], setups[i]
                 if step >= setup.budget:  # as long as it may write: the answer so far
@@ -105,21 +114,28 @@ def decode_greedy_batch(model: SpeakerLM, examples: list[Example], max_new_token
                     beams[i] = replace(beam, turns=beam.turns + ((label, ()),), n_anonymous=n_anon, at_marker=False)
                     going.append(r)
                     inputs.append(model.speaker_input(cls, setup.slot_embs))
+                    heard.append(False)
                     continue
                 score = beam.score + float(best.values[r])
-                grown, payload, looped = _extend(model, beam, score, int(best.indices[r]), repeat_limit)
+                token = int(best.indices[r])
+                grown, payload, looped = _extend(model, beam, score, token, repeat_limit)
                 if grown is None:
                     results[i] = _result(backbone, score, payload, looped)
                 else:
                     beams[i] = grown
                     going.append(r)
                     inputs.append(payload)
+                    heard.append(_words_or_time(backbone, beam, token))
             if not going:
                 break
             if len(going) < len(rows):
                 batch.keep(going)
+                if beside is not None:
+                    beside.keep(going)
                 rows = [rows[r] for r in going]
             batch.step(torch.stack(inputs))
+            if beside is not None:  # the same embeddings: the token embeddings are Whisper's own, frozen
+                beside.step(torch.stack(inputs), torch.tensor(heard))
     return [d.turns for d in results]
 
 
@@ -185,8 +201,69 @@ def _greedy_choice(model: SpeakerLM, hidden: torch.Tensor, banned: list[list[int
     return logits.log_softmax(-1).max(-1)
 
 
+class WordFusion:
+    """The pretrained Whisper decoder beside the model's, for greedy decoding: it reads the same audio
+    (the encoder states, without the speaker stream) and the same words and times, never the turn
+    markers or speakers, so it sees the plain timestamped transcript it was trained to write. Each
+    word token scores (1 - weight) × the model's log-probability + weight × Whisper's; the end, the
+    turn marker and the time tokens keep the model's own. Why: fine-tuning the decoder on simulated
+    voices costs recognition on others, while the format (turns, speakers, times) only the model knows."""
+
+    def __init__(self, backbone, weight: float):
+        self.backbone, self.weight = backbone, weight
+
+    def prompt(self, ex: Example) -> torch.Tensor:
+        b = self.backbone
+        return b.embed_tokens(torch.tensor(b.prefix_ids(ex.language, bool(b.time_ids))))
+
+    def mix(self, logprobs: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        """The model's log-probabilities (rows, vocab) with Whisper's, from its `hidden` (rows, d), mixed in."""
+        whisper = self.backbone.logits(hidden).float()
+        whisper[:, self.backbone.suppressed] = float("-inf")
+        words = self.backbone.eos_id  # text tokens come first in Whisper's vocabulary
+        fused = logprobs.clone()
+        fused[:, :words] = (1 - self.weight) * logprobs[:, :words] + self.weight * whisper.log_softmax(-1)[:, :words]
+        return fused
+
+    # one clip (`_decode`): a cache of its own
+    def start(self, ex: Example) -> None:
+        from transformers import DynamicCache
+
+        prompt = self.prompt(ex)
+        self.memory, self.cache = ex.audio[None], DynamicCache()
+        hidden, self.cache = self.backbone.run(prompt[None], torch.ones(1, len(prompt), dtype=torch.long),
+                                               self.memory, self.cache)
+        self.last = hidden[:, -1]
+
+    def fuse(self, logprobs: torch.Tensor) -> torch.Tensor:
+        return self.mix(logprobs, self.last)
+
+    def advance(self, token: int) -> None:
+        b, past = self.backbone, self.cache.get_seq_length()
+        hidden, self.cache = b.run(b.embed_tokens(torch.tensor([[token]])), torch.ones(1, past + 1, dtype=torch.long),
+                                   self.memory, self.cache)
+        self.last = hidden[:, -1]
+
+
+def _fused_choice(model: SpeakerLM, hidden: torch.Tensor, banned: list[list[int]], fusion: WordFusion,
+                  whisper_hidden: torch.Tensor, fusing: list[bool]):
+    """`_greedy_choice` with Whisper's log-probabilities mixed into the rows that are `fusing`
+    (every logit computed: the shortlist is the model's alone)."""
+    backbone = model.backbone
+    logits = model.logits(hidden).float()
+    logits[:, backbone.suppressed] = float("-inf")
+    for r, tokens in enumerate(banned):
+        if tokens:
+            logits[r, tokens] = float("-inf")
+    logprobs = logits.log_softmax(-1)
+    rows = [r for r, f in enumerate(fusing) if f]
+    if rows:
+        logprobs[rows] = fusion.mix(logprobs[rows], whisper_hidden[rows])
+    return logprobs.max(-1)
+
+
 def _decode(model: SpeakerLM, ex: Example, max_new_tokens: int, num_beams: int, repeat_limit: int,
-            temperature: float = 0.0) -> Decoded:
+            temperature: float = 0.0, fusion: Optional[WordFusion] = None) -> Decoded:
     from transformers import DynamicCache
 
     sampler: Optional[torch.Generator] = None
@@ -202,10 +279,15 @@ def _decode(model: SpeakerLM, ex: Example, max_new_tokens: int, num_beams: int, 
     beams = [_first_beam(ex)]
     finished: list[tuple[float, Beam, bool]] = []  # (score, the ended beam, cut short by the loop guard)
     suppressed = list(backbone.suppressed) + _banned(backbone, ex)
+    if fusion is not None:
+        assert num_beams == 1 and sampler is None, "word fusion decodes greedily"
+        fusion.start(ex)
     for _ in range(setup.budget):
         logprobs = model.logits(last).float()
         logprobs[:, suppressed] = float("-inf")
         logprobs = logprobs.log_softmax(-1)
+        if fusion is not None and not beams[0].at_marker and beams[0].turns:
+            logprobs = fusion.fuse(logprobs)
         # (score, parent beam, new beam or None when finished, next input or the ended beam[, looped])
         candidates = []
         for b, beam in enumerate(beams):
@@ -224,7 +306,7 @@ def _decode(model: SpeakerLM, ex: Example, max_new_tokens: int, num_beams: int, 
                 choices = [(float(logprobs[b, token]), token)]
             for lp, token in choices:
                 grown, payload, looped = _extend(model, beam, beam.score + lp, token, repeat_limit)
-                candidates.append((beam.score + lp, b, grown, payload, looped))
+                candidates.append((beam.score + lp, b, grown, payload, looped, token))
         candidates.sort(key=lambda c: -c[0])
         live = []
         for rank, c in enumerate(candidates):  # as HF: an ending counts only if it ranks among the beams
@@ -235,6 +317,8 @@ def _decode(model: SpeakerLM, ex: Example, max_new_tokens: int, num_beams: int, 
                 live.append(c)
         if not live or _settled(finished, live, num_beams):
             break
+        if fusion is not None and len(live[0]) > 5 and _words_or_time(backbone, beams[0], live[0][5]):
+            fusion.advance(live[0][5])
         parents = [c[1] for c in live]
         if parents != list(range(len(beams))):  # one beam going on as itself needs no reordering
             cache.reorder_cache(torch.tensor(parents))
@@ -263,6 +347,13 @@ def _extend(model: SpeakerLM, beam: Beam, score: float, token: int, repeat_limit
     if _looping(ids + (token,), repeat_limit):
         return None, replace(beam, turns=grown), True
     return replace(beam, score=score, turns=grown), backbone.embed_tokens(torch.tensor([token]))[0], False
+
+
+def _words_or_time(backbone, beam: Beam, token: int) -> bool:
+    """Whether `token`, written after `beam`, is a word or time of the transcript (not a marker)."""
+    if token in (backbone.eos_id, backbone.turn_id):
+        return False
+    return bool(beam.turns) or token in backbone.time_ids
 
 
 def _result(backbone, score: float, best: Beam, looped: bool) -> Decoded:

@@ -275,6 +275,43 @@ def test_batched_greedy_decoding_writes_what_each_clip_alone_writes(trained_whis
             assert torch.allclose(stepped[i], then[0, -1], atol=1e-4), i
 
 
+def test_word_fusion_feeds_whisper_the_words_and_lets_it_choose_them(trained_whisper):
+    """The pretrained decoder beside the model reads exactly the words written, never a marker or a
+    speaker; at weight 0 the answer is the model's own, at weight 1 every word is Whisper's choice."""
+    from speakerlm.decoding import WordFusion
+
+    model, batch, _ = trained_whisper
+    pretrained = SpeakerLM(model.config).backbone.eval()
+
+    class Spy(WordFusion):
+        def start(self, ex):
+            self.fed, self.best = [], []
+            super().start(ex)
+
+        def fuse(self, logprobs):
+            words = self.backbone.eos_id
+            self.best.append(int(self.backbone.logits(self.last)[0, :words].argmax()))
+            return super().fuse(logprobs)
+
+        def advance(self, token):
+            self.fed.append((token, self.best[-1] if self.best else None))
+            super().advance(token)
+
+    for ex in batch:
+        spy = Spy(pretrained, 0.0)
+        turns = decode(model, ex, fusion=spy)
+        assert turns == decode(model, ex)
+        written = [i for t in turns for i in model.backbone.tokenize(" " + t.text)]
+        assert [token for token, _ in spy.fed] == written
+        spy = Spy(pretrained, 1.0)
+        decode(model, ex, fusion=spy)
+        assert spy.fed and all(token == best for token, best in spy.fed)
+    # in greedy batches, Whisper's rows step only on their own clip's words: the answers one by one
+    for weight in (0.5, 1.0):
+        alone = [decode(model, ex, fusion=WordFusion(pretrained, weight)) for ex in batch]
+        assert decode_greedy_batch(model, batch, [400] * 3, fusion=WordFusion(pretrained, weight)) == alone
+
+
 def test_int8_shortlist_decodes_what_the_float32_output_layer_decodes(trained_whisper):
     """Greedy batches with the int8 copy of the output layer pick each token from its shortlist,
     computed exactly: the same transcripts as the float32 layer, one clip at a time or several."""

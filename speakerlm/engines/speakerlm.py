@@ -57,6 +57,9 @@ class SpeakerLMEngineConfig:
     # Whisper's temperature fallback for a window whose greedy answer fails its checks (decoding.decode):
     # off, as it did not hold up: held-out ood WER 39.74 -> 39.22, but in-distribution dev 36.62 -> 39.31
     fallback: bool = False
+    # > 0: each word is chosen with the pretrained Whisper decoder's log-probability mixed in at this
+    # weight (decoding.WordFusion; greedy decoding only)
+    word_fusion: float = 0.0
     # "frames": the model's words are laid over its turns' times and each takes the diarization's
     # speaker there, joined as the cascade joins its words; "pointer": each turn keeps the speaker the
     # model chose. Frames win everywhere: cpWER ood 47.84 vs 66.16, real 15.45 vs 33.71, dev 50.34 vs 67.90
@@ -125,6 +128,12 @@ class SpeakerLMEngine(Engine):
         self.options, self.config = self.resolve(options), config or SpeakerLMEngineConfig()
         self.model = load_model(self.options.model)
         self.model.backbone.add_int8_output_layer()
+        self.fusion = None
+        if self.config.word_fusion > 0:
+            from speakerlm.decoding import WordFusion
+            from speakerlm.model import SpeakerLM
+
+            self.fusion = WordFusion(SpeakerLM(self.model.config).backbone.eval(), self.config.word_fusion)
         self.encoder = load_speaker_encoder(self.options.speaker_encoder)
         self.diarizer = Diarizer(self.encoder, self.config.diarizer)
         self._embeddings: dict[tuple[int, int], np.ndarray] = {}  # see _embed_once
@@ -253,9 +262,9 @@ class SpeakerLMEngine(Engine):
             examples.append(Example(audio, stream, slots, language=self.options.language))
             budgets.append(int(40 + 8 * seconds))
         if self.options.num_beams == 1 and not self.config.fallback:
-            return decode_greedy_batch(self.model, examples, budgets)
+            return decode_greedy_batch(self.model, examples, budgets, fusion=self.fusion)
         return [decode(self.model, ex, max_new_tokens=n, num_beams=self.options.num_beams,
-                       temperatures=FALLBACK_TEMPERATURES if self.config.fallback else (0.0,))
+                       temperatures=FALLBACK_TEMPERATURES if self.config.fallback else (0.0,), fusion=self.fusion)
                 for ex, n in zip(examples, budgets)]
 
     def _place(self, found: list[Turn], window: Region, regions: list[Region], wave: np.ndarray,
