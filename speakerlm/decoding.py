@@ -59,13 +59,18 @@ class Decoded:
 @timed("decoding")
 def decode(model: SpeakerLM, ex: Example, max_new_tokens: int = 400, num_beams: int = 1,
            repeat_limit: int = 4, temperatures: tuple[float, ...] = (0.0,),
-           fusion: Optional["WordFusion"] = None) -> list[Turn]:
+           fusion: Optional["WordFusion"] = None, greedy: Optional["Decoded"] = None) -> list[Turn]:
     """Turns for one clip; the caller caps `max_new_tokens` by the audio's duration. An "asr"
     example gives one turn with an empty speaker: the words, no markers. Each temperature after the
     first is tried only when the decode before it fails Whisper's checks (`Decoded.passes`); when
     none passes, the most probable answer is kept. Temperature 0 is the beam search (greedy at one
-    beam); above 0 one path is sampled, from a generator seeded per clip so runs repeat."""
-    tried = []
+    beam); above 0 one path is sampled, from a generator seeded per clip so runs repeat. `greedy`: the
+    temperature-0 answer already decoded (in a greedy batch), tried first instead of decoding it again."""
+    tried = [] if greedy is None else [greedy]
+    if greedy is not None:
+        if greedy.passes:
+            return greedy.turns
+        temperatures = tuple(t for t in temperatures if t > 0)
     with model.autocast():
         for temperature in temperatures:
             tried.append(_decode(model, ex, max_new_tokens, num_beams, repeat_limit, temperature, fusion))
@@ -77,16 +82,20 @@ def decode(model: SpeakerLM, ex: Example, max_new_tokens: int = 400, num_beams: 
 @torch.inference_mode()
 @timed("decoding")
 def decode_greedy_batch(model: SpeakerLM, examples: list[Example], max_new_tokens: list[int],
-                        repeat_limit: int = 4, fusion: Optional[WordFusion] = None) -> list[list[Turn]]:
+                        repeat_limit: int = 4, fusion: Optional[WordFusion] = None,
+                        checked: bool = False) -> list:
     """Greedy turns for several clips at once: the same answer as `decode(model, ex, n)` for each, in
     one decoder pass per step for all of them. Why: at one clip a step is many small operations and
     the output layer's 51,864 × d weights read for a single row; rows in lockstep share both (and,
     with `add_int8_output_layer`, read an int8 copy). A backbone without a batched decoder
     (`Backbone.batch`) decodes the clips one by one. With `fusion`, Whisper's decoder runs beside as a
-    batch of its own, each row stepping only on the words and times its clip writes."""
+    batch of its own, each row stepping only on the words and times its clip writes. `checked`: each
+    clip's `Decoded` (turns and Whisper's checks, for a temperature fallback) instead of its turns."""
     backbone = model.backbone
     if not hasattr(backbone, "batch"):
-        return [decode(model, ex, n, repeat_limit=repeat_limit, fusion=fusion) for ex, n in zip(examples, max_new_tokens)]
+        with model.autocast():
+            decoded = [_decode(model, ex, n, 1, repeat_limit, 0.0, fusion) for ex, n in zip(examples, max_new_tokens)]
+        return decoded if checked else [d.turns for d in decoded]
     with model.autocast():
         setups = [_Setup.of(model, ex, n) for ex, n in zip(examples, max_new_tokens)]
         batch = backbone.batch([c.prompt for c in setups], [c.memory for c in setups])
@@ -136,7 +145,7 @@ def decode_greedy_batch(model: SpeakerLM, examples: list[Example], max_new_token
             batch.step(torch.stack(inputs))
             if beside is not None:  # the same embeddings: the token embeddings are Whisper's own, frozen
                 beside.step(torch.stack(inputs), torch.tensor(heard))
-    return [d.turns for d in results]
+    return results if checked else [d.turns for d in results]
 
 
 @dataclass(frozen=True)

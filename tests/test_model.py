@@ -381,6 +381,13 @@ def test_fallback_keeps_a_confident_answer_and_resamples_a_failing_one(trained_w
     assert out == decode(fresh, ex, max_new_tokens=60, temperatures=(0.0, 0.6))  # seeded: runs repeat
     expected = tried[1] if tried[1].passes else max(tried, key=lambda d: d.avg_logprob)
     assert out == expected.turns and out != tried[0].turns  # the failing greedy answer was replaced
+    # a greedy batch's checked answers lead to the same fallback, without decoding temperature 0 again
+    other = examples(fresh, clip)[0]
+    with torch.inference_mode():
+        alone = _decode(fresh, other, 60, 1, 4)
+    batched = decode_greedy_batch(fresh, [ex, other], [60, 60], checked=True)
+    assert [d.turns for d in batched] == [tried[0].turns, alone.turns] and not batched[0].passes
+    assert decode(fresh, ex, max_new_tokens=60, temperatures=(0.0, 0.6), greedy=batched[0]) == out
 
 
 def test_whisper_checks_flag_repetition_and_improbable_answers():

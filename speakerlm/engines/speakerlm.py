@@ -54,8 +54,10 @@ class SpeakerLMEngineConfig:
     # the bundled model was trained on 10–25 s clips; on whole 40–50 s clips a model at step 200 reached
     # only WER 92 %, so windows stay near the training length
     window_seconds: float = 20.0
-    # Whisper's temperature fallback for a window whose greedy answer fails its checks (decoding.decode):
-    # off, as it did not hold up: held-out ood WER 39.74 -> 39.22, but in-distribution dev 36.62 -> 39.31
+    # Whisper's temperature fallback for a window whose greedy answer fails its checks (decoding.decode),
+    # the failing windows decoded again one by one: with the bundled model it gains a little (cpWER ood
+    # 50.74 -> 50.52, dev 44.20 -> 43.56, real the same) but long meetings fail many windows (11.8 min:
+    # RTF 0.083 -> 0.134), so it is off
     fallback: bool = False
     # > 0: each word is chosen with the pretrained Whisper decoder's log-probability mixed in at this
     # weight (decoding.WordFusion; greedy decoding only)
@@ -261,11 +263,15 @@ class SpeakerLMEngine(Engine):
             slots = [(name, torch.from_numpy(np.asarray(voices[name], np.float32))) for name in names]
             examples.append(Example(audio, stream, slots, language=self.options.language))
             budgets.append(int(40 + 8 * seconds))
-        if self.options.num_beams == 1 and not self.config.fallback:
-            return decode_greedy_batch(self.model, examples, budgets, fusion=self.fusion)
-        return [decode(self.model, ex, max_new_tokens=n, num_beams=self.options.num_beams,
-                       temperatures=FALLBACK_TEMPERATURES if self.config.fallback else (0.0,), fusion=self.fusion)
-                for ex, n in zip(examples, budgets)]
+        temperatures = FALLBACK_TEMPERATURES if self.config.fallback else (0.0,)
+        if self.options.num_beams > 1:
+            return [decode(self.model, ex, max_new_tokens=n, num_beams=self.options.num_beams, temperatures=temperatures)
+                    for ex, n in zip(examples, budgets)]
+        greedy = decode_greedy_batch(self.model, examples, budgets, fusion=self.fusion, checked=True)
+        # a window whose greedy answer fails Whisper's checks is decoded again at higher temperatures
+        return [d.turns if d.passes or not self.config.fallback else
+                decode(self.model, ex, max_new_tokens=n, temperatures=temperatures, greedy=d)  # sampled: no fusion
+                for d, ex, n in zip(greedy, examples, budgets)]
 
     def _place(self, found: list[Turn], window: Region, regions: list[Region], wave: np.ndarray,
                frames: Optional[np.ndarray], clusters: dict[str, int], n_anon: int) -> tuple[list[Turn], Voiceprints]:
