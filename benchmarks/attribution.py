@@ -134,9 +134,11 @@ def _normal(word: str) -> str:
 
 def _by_time(start: float, end: float, reference: list[Turn]) -> str:
     """The speaker of the reference turn overlapping [start, end] most (else the nearest one)."""
-    gap = lambda t: min(end, t.end) - max(start, t.start) if min(end, t.end) > max(start, t.start) else \
-        -min(abs(start - t.end), abs(t.start - end))  # noqa: E731
-    return max(reference, key=gap).speaker
+    def overlap(t: Turn) -> float:  # negative: how far apart they are
+        shared = min(end, t.end) - max(start, t.start)
+        return shared if shared > 0 else -min(abs(start - t.end), abs(t.start - end))
+
+    return max(reference, key=overlap).speaker
 
 
 def _by_text(word, reference: list[Turn], reach_s: float = 1.5) -> Optional[str]:

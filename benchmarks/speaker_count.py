@@ -16,14 +16,15 @@ from __future__ import annotations
 import argparse
 import pickle
 from collections import Counter
-from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
 
 from speakerlm.audio import SAMPLE_RATE
 from speakerlm.data.datasets import load_dataset
-from speakerlm.diarize import FRAMES_PER_SECOND, Diarizer, DiarizerConfig, SpeakerCount, frame_labels, unit_rows
+from speakerlm.diarize import FRAMES_PER_SECOND, Diarizer, DiarizerConfig, SpeakerCount
+from speakerlm.errors import UserError
+from speakerlm.evaluate import engine_config
 from speakerlm.metrics import aggregate, score_clip
 from speakerlm.word_speakers import WordJoinConfig, word_clusters, words_to_turns
 
@@ -51,21 +52,9 @@ def cached_inputs(clips, path: Path) -> dict:
     return cached
 
 
-def parse_setting(text: str) -> dict:
-    known = {f.name: f for f in fields(DiarizerConfig)}
-    out = {}
-    for item in text.split(","):
-        key, _, value = item.partition("=")
-        if key not in known:
-            raise SystemExit(f"{key!r} is not a DiarizerConfig field; choose from {', '.join(known)}")
-        default = getattr(DiarizerConfig(), key)
-        if isinstance(default, bool):
-            out[key] = value.lower() in ("1", "true", "yes")
-        elif isinstance(default, (int, float)):
-            out[key] = type(default)(float(value))
-        else:
-            out[key] = value
-    return out
+def setting(text: str) -> DiarizerConfig:
+    """`KEY=VALUE[,KEY=VALUE…]` → the diarizer's config, typed as `--engine-config` types switches."""
+    return engine_config(DiarizerConfig, dict(item.partition("=")[::2] for item in text.split(",")), "diarizer")
 
 
 def score(clips, cached: dict, config: DiarizerConfig, oracle: bool = False) -> tuple[dict, Counter]:
@@ -74,11 +63,10 @@ def score(clips, cached: dict, config: DiarizerConfig, oracle: bool = False) -> 
 
     diarizer, join, scores, off = Diarizer(_Dim(), config), WordJoinConfig(), [], Counter()
     for clip in clips:
-        regions, ((embs, _), short), n_frames, words = cached[clip.id]
+        regions, ((embs, times), short), n_frames, words = cached[clip.id]
         true = len({t.speaker for t in clip.reference})
-        _, centroids = diarizer.cluster(embs, SpeakerCount(true) if oracle else SpeakerCount())
+        frames, centroids = diarizer.label(embs, times, regions, n_frames, SpeakerCount(true) if oracle else SpeakerCount(), short)
         off[len(centroids) - true] += 1
-        frames = frame_labels(short[1], unit_rows(short[0]) @ unit_rows(centroids).T, regions, n_frames)
         speakers = [f"spk {k}" for k in word_clusters(words, frames, join)]
         scores.append(score_clip(list(clip.reference), words_to_turns(words, speakers, join.turn_gap_s), registered=False))
     return aggregate(scores), off
@@ -92,11 +80,14 @@ def main() -> None:
     p.add_argument("--cache", type=Path, default=Path("runs/speaker-count"))
     p.add_argument("--oracle-count", action="store_true")
     args = p.parse_intermixed_args()  # settings may follow the flags
-    settings = {s: parse_setting(s) for s in args.settings}  # a bad setting fails before any work
+    try:
+        settings = {s: setting(s) for s in args.settings}  # a bad setting fails before any work
+    except UserError as e:
+        raise SystemExit(str(e)) from None
     clips = load_dataset(args.data)[: args.limit]
     cached = cached_inputs(clips, args.cache / f"{args.data.name}.pkl")
     runs = [("default", DiarizerConfig(), False)] + ([("true count", DiarizerConfig(), True)] if args.oracle_count else [])
-    runs += [(name, replace(DiarizerConfig(), **kw), False) for name, kw in settings.items()]
+    runs += [(name, config, False) for name, config in settings.items()]
     print("| setting | WER | cpWER | Δcp | count error (estimated − true: clips) |\n|---|---:|---:|---:|---|")
     for name, config, oracle in runs:
         agg, off = score(clips, cached, config, oracle)

@@ -66,11 +66,11 @@ def decode(model: SpeakerLM, ex: Example, max_new_tokens: int = 400, num_beams: 
     none passes, the most probable answer is kept. Temperature 0 is the beam search (greedy at one
     beam); above 0 one path is sampled, from a generator seeded per clip so runs repeat. `greedy`: the
     temperature-0 answer already decoded (in a greedy batch), tried first instead of decoding it again."""
-    tried = [] if greedy is None else [greedy]
+    tried = []
     if greedy is not None:
         if greedy.passes:
             return greedy.turns
-        temperatures = tuple(t for t in temperatures if t > 0)
+        tried, temperatures = [greedy], tuple(t for t in temperatures if t > 0)
     with model.autocast():
         for temperature in temperatures:
             tried.append(_decode(model, ex, max_new_tokens, num_beams, repeat_limit, temperature, fusion))
@@ -105,12 +105,8 @@ def decode_greedy_batch(model: SpeakerLM, examples: list[Example], max_new_token
         results: list[Optional[Decoded]] = [None] * len(examples)
         rows = list(range(len(examples)))  # the clip of each batch row
         for step in range(max(c.budget for c in setups) + 1):
-            banned = [_banned(backbone, examples[i]) for i in rows]
-            if beside is None:
-                best = _greedy_choice(model, batch.last, banned)
-            else:
-                fusing = [not beams[i].at_marker and bool(beams[i].turns) for i in rows]
-                best = _fused_choice(model, batch.last, banned, fusion, beside.last, fusing)
+            mixed = None if beside is None else (fusion, beside.last, [r for r, i in enumerate(rows) if _writing(beams[i])])
+            best = _greedy_choice(model, batch.last, [_banned(backbone, examples[i]) for i in rows], mixed)
             going, inputs, heard = [], [], []  # heard: whether Whisper's row takes the row's input
             for r, i in enumerate(rows):
                 beam, setup = beams[i], setups[i]
@@ -181,15 +177,17 @@ def _banned(backbone, ex: Example) -> list[int]:
 SHORTLIST = 64  # tokens per row that greedy decoding computes exactly, from an int8 pass over all
 
 
-def _greedy_choice(model: SpeakerLM, hidden: torch.Tensor, banned: list[list[int]]):
+def _greedy_choice(model: SpeakerLM, hidden: torch.Tensor, banned: list[list[int]], mixed: Optional[tuple] = None):
     """(log-probability, token) of each row's most probable next token; `banned` adds tokens per row
     to the backbone's suppressed ones. With an int8 copy of the output layer (`add_int8_output_layer`),
     that copy scores all tokens (a quarter of the memory traffic, which is what a step's output layer
     costs) and only the SHORTLIST best are computed exactly: the choice is the exact argmax unless
     int8 rounding (at most 0.09 on a logit, random inputs to the bundled model's layer) pushes it out
-    of the top 64, and the log-probability's normaliser takes the int8 values for the other tokens."""
+    of the top 64, and the log-probability's normaliser takes the int8 values for the other tokens.
+    `mixed` = (WordFusion, Whisper's hidden states, rows): those rows' word scores mixed with Whisper's,
+    every logit computed exactly (a shortlist of the model's alone could miss Whisper's choice)."""
     backbone = model.backbone
-    quick = getattr(backbone, "output_int8", None)
+    quick = getattr(backbone, "output_int8", None) if mixed is None else None
     if quick is None:
         logits = model.logits(hidden).float()
     else:
@@ -207,7 +205,11 @@ def _greedy_choice(model: SpeakerLM, hidden: torch.Tensor, banned: list[list[int
         exact = torch.where(top.indices == backbone.turn_id, turn[:, None], exact)
         exact = torch.where(torch.isinf(top.values), top.values, exact)
         logits.scatter_(1, top.indices, exact)
-    return logits.log_softmax(-1).max(-1)
+    logprobs = logits.log_softmax(-1)
+    if mixed is not None and mixed[2]:
+        fusion, whisper_hidden, rows = mixed
+        logprobs[rows] = fusion.mix(logprobs[rows], whisper_hidden[rows])
+    return logprobs.max(-1)
 
 
 class WordFusion:
@@ -234,41 +236,15 @@ class WordFusion:
         fused[:, :words] = (1 - self.weight) * logprobs[:, :words] + self.weight * whisper.log_softmax(-1)[:, :words]
         return fused
 
-    # one clip (`_decode`): a cache of its own
+    # one clip (`_decode`): Whisper's decoder as a batch of one row
     def start(self, ex: Example) -> None:
-        from transformers import DynamicCache
-
-        prompt = self.prompt(ex)
-        self.memory, self.cache = ex.audio[None], DynamicCache()
-        hidden, self.cache = self.backbone.run(prompt[None], torch.ones(1, len(prompt), dtype=torch.long),
-                                               self.memory, self.cache)
-        self.last = hidden[:, -1]
+        self.row = self.backbone.batch([self.prompt(ex)], [ex.audio])
 
     def fuse(self, logprobs: torch.Tensor) -> torch.Tensor:
-        return self.mix(logprobs, self.last)
+        return self.mix(logprobs, self.row.last)
 
     def advance(self, token: int) -> None:
-        b, past = self.backbone, self.cache.get_seq_length()
-        hidden, self.cache = b.run(b.embed_tokens(torch.tensor([[token]])), torch.ones(1, past + 1, dtype=torch.long),
-                                   self.memory, self.cache)
-        self.last = hidden[:, -1]
-
-
-def _fused_choice(model: SpeakerLM, hidden: torch.Tensor, banned: list[list[int]], fusion: WordFusion,
-                  whisper_hidden: torch.Tensor, fusing: list[bool]):
-    """`_greedy_choice` with Whisper's log-probabilities mixed into the rows that are `fusing`
-    (every logit computed: the shortlist is the model's alone)."""
-    backbone = model.backbone
-    logits = model.logits(hidden).float()
-    logits[:, backbone.suppressed] = float("-inf")
-    for r, tokens in enumerate(banned):
-        if tokens:
-            logits[r, tokens] = float("-inf")
-    logprobs = logits.log_softmax(-1)
-    rows = [r for r, f in enumerate(fusing) if f]
-    if rows:
-        logprobs[rows] = fusion.mix(logprobs[rows], whisper_hidden[rows])
-    return logprobs.max(-1)
+        self.row.step(self.backbone.embed_tokens(torch.tensor([token])))
 
 
 def _decode(model: SpeakerLM, ex: Example, max_new_tokens: int, num_beams: int, repeat_limit: int,
@@ -295,15 +271,15 @@ def _decode(model: SpeakerLM, ex: Example, max_new_tokens: int, num_beams: int, 
         logprobs = model.logits(last).float()
         logprobs[:, suppressed] = float("-inf")
         logprobs = logprobs.log_softmax(-1)
-        if fusion is not None and not beams[0].at_marker and beams[0].turns:
+        if fusion is not None and _writing(beams[0]):
             logprobs = fusion.fuse(logprobs)
-        # (score, parent beam, new beam or None when finished, next input or the ended beam[, looped])
+        # (score, parent beam, new beam or None when finished, next input or the ended beam, looped, token)
         candidates = []
         for b, beam in enumerate(beams):
             if beam.at_marker:
                 label, cls, n_anon = _choose_speaker(model, last[b : b + 1], slot_embs, names, beam.n_anonymous, presence)
                 candidates.append((beam.score, b, replace(beam, turns=beam.turns + ((label, ()),), n_anonymous=n_anon, at_marker=False),
-                                   model.speaker_input(cls, slot_embs)))
+                                   model.speaker_input(cls, slot_embs), False, None))
                 continue
             # one more than the beams, so an ending never crowds out all; before the first turn only one
             # way on: whatever comes first opens a turn, so beams do not duplicate
@@ -326,7 +302,7 @@ def _decode(model: SpeakerLM, ex: Example, max_new_tokens: int, num_beams: int, 
                 live.append(c)
         if not live or _settled(finished, live, num_beams):
             break
-        if fusion is not None and len(live[0]) > 5 and _words_or_time(backbone, beams[0], live[0][5]):
+        if fusion is not None and live[0][5] is not None and _words_or_time(backbone, beams[0], live[0][5]):
             fusion.advance(live[0][5])
         parents = [c[1] for c in live]
         if parents != list(range(len(beams))):  # one beam going on as itself needs no reordering
@@ -356,6 +332,12 @@ def _extend(model: SpeakerLM, beam: Beam, score: float, token: int, repeat_limit
     if _looping(ids + (token,), repeat_limit):
         return None, replace(beam, turns=grown), True
     return replace(beam, score=score, turns=grown), backbone.embed_tokens(torch.tensor([token]))[0], False
+
+
+def _writing(beam: Beam) -> bool:
+    """Whether the beam's next token is one of a turn's words or times (not its speaker, nor the
+    first turn's marker): the tokens word fusion mixes."""
+    return not beam.at_marker and bool(beam.turns)
 
 
 def _words_or_time(backbone, beam: Beam, token: int) -> bool:

@@ -290,7 +290,7 @@ def test_word_fusion_feeds_whisper_the_words_and_lets_it_choose_them(trained_whi
 
         def fuse(self, logprobs):
             words = self.backbone.eos_id
-            self.best.append(int(self.backbone.logits(self.last)[0, :words].argmax()))
+            self.best.append(int(self.backbone.logits(self.row.last)[0, :words].argmax()))
             return super().fuse(logprobs)
 
         def advance(self, token):
