@@ -41,6 +41,32 @@ def test_long_form_keeps_every_sentence_with_word_times(tiny, tts, monkeypatch, 
     assert all(a.start <= b.start for a, b in zip(words, words[1:]))
 
 
+def test_timed_words_are_the_plain_text_over_several_windows(tiny, tts):
+    """Timing the words changes no word: the segments' texts are those decoded without word times, over
+    more than one 30 s window, and each segment's words are its text's words ("cold-hearted" one word)."""
+    utterances = [load_audio(tts(v, k)) for v in ["rms", "slt"] for k in SENTENCES]
+    gap = np.zeros(SAMPLE_RATE // 2, np.float32)
+    wave = np.concatenate([x for u in utterances for x in (u, gap)])
+    assert wave.size > 35 * SAMPLE_RATE
+    plain = tiny.transcribe(wave, words=False)
+    timed = tiny.transcribe(wave)
+    assert [s.text for s in timed] == [s.text for s in plain] and len(timed) > 1
+    for s in timed:
+        assert " ".join(w.text for w in s.words) == " ".join(s.text.split())
+        assert all(s.start - 0.01 <= w.start <= w.end <= s.end + 0.01 for w in s.words)
+
+
+def test_pieces_without_a_leading_space_continue_the_word():
+    from faster_whisper.transcribe import Word as Piece
+
+    from speakerlm.pretrained.fast_whisper import _whole_words
+
+    pieces = [Piece(0.0, 0.4, " cold", 0.9), Piece(0.4, 0.7, "-hearted", 0.9), Piece(0.8, 1.0, " o", 0.9),
+              Piece(1.0, 1.3, "'clock.", 0.9)]
+    assert [(w.text, w.start, w.end) for w in _whole_words(pieces, 10.0)] == [("cold-hearted", 10.0, 10.7),
+                                                                              ("o'clock.", 10.8, 11.3)]
+
+
 def test_silence_gives_no_segments(tiny):
     assert tiny.transcribe(np.zeros(5 * SAMPLE_RATE, np.float32)) == []
 
