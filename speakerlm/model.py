@@ -205,12 +205,17 @@ class SpeakerLM(nn.Module):
         return scores
 
     # ------------------------------------------------------------ training
-    def forward(self, batch: list[Example]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(LM logits (B, L, vocab), loss = LM cross-entropy on response tokens + pointer cross-entropy)."""
+    def forward(self, batch: list[Example], whisper=None, whisper_weight: float = 0.0
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(LM logits (B, L, vocab), loss = LM cross-entropy on response tokens + pointer cross-entropy
+        [+ `whisper_weight` × `whisper_divergence` from the pretrained backbone `whisper`])."""
         with self.autocast():
-            return self._forward(batch)
+            logits, loss, seqs = self._forward(batch)
+            if whisper is not None and whisper_weight > 0:
+                loss = loss + whisper_weight * self.whisper_divergence(whisper, batch, seqs, logits)
+            return logits, loss
 
-    def _forward(self, batch: list[Example]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _forward(self, batch: list[Example]) -> tuple[torch.Tensor, torch.Tensor, list]:
         seqs = [self._sequence(ex) for ex in batch]
         B, L = len(seqs), max(len(s[0]) for s in seqs)
         embeds = torch.zeros(B, L, self.backbone.d_model)
@@ -239,7 +244,37 @@ class SpeakerLM(nn.Module):
         n_turns = sum(len(s[3]) for s in seqs)
         if ptr_losses:
             loss = loss + torch.stack(ptr_losses).sum() / n_turns
-        return logits, loss
+        return logits, loss, seqs
+
+    def whisper_divergence(self, whisper, batch: list[Example], seqs: list, logits: torch.Tensor) -> torch.Tensor:
+        """Mean KL(pretrained Whisper ‖ model) of the next word at every word token of the targets, Whisper
+        reading the same audio (the encoder states, without the speaker stream) and the same words and
+        times without turn markers or speakers (`whisper_view`), both over the text tokens alone.
+        Why: fine-tuning the decoder on simulated voices costs recognition on others; this keeps its
+        words close to Whisper's while the format is learnt (learning without forgetting, Li & Hoiem 2016)."""
+        words = self.backbone.eos_id  # text tokens come first in Whisper's vocabulary
+        views = [whisper_view(labels, whisper.prefix_ids(ex.language, bool(whisper.time_ids) and ex.task == "sdr"),
+                              self.backbone.turn_id, words) for ex, (_, _, labels, _, _) in zip(batch, seqs)]
+        if not any(pairs for _, pairs in views):
+            return logits.new_zeros(())
+        if any(ex.audio.dim() != 2 for ex in batch):
+            raise ValueError("the Whisper divergence needs cached encoder states (a frozen audio encoder)")
+        L, T = max(len(ids) for ids, _ in views), max(ex.audio.shape[0] for ex in batch)
+        embeds = torch.zeros(len(batch), L, whisper.d_model)
+        mask = torch.zeros(len(batch), L, dtype=torch.long)
+        memory = torch.zeros(len(batch), T, batch[0].audio.shape[-1])
+        for i, ((ids, _), ex) in enumerate(zip(views, batch)):
+            embeds[i, : len(ids)] = whisper.embed_tokens(torch.tensor(ids))
+            mask[i, : len(ids)] = 1
+            memory[i, : ex.audio.shape[0]] = ex.audio
+        rows = torch.tensor([i for i, (_, pairs) in enumerate(views) for _ in pairs])
+        ours = torch.tensor([p for _, pairs in views for p, _ in pairs])
+        theirs = torch.tensor([q for _, pairs in views for _, q in pairs])
+        with torch.no_grad():
+            hidden, _ = whisper.run(embeds, mask, memory)
+            target = whisper.logits(hidden[rows, theirs]).float()[:, :words].log_softmax(-1)
+        model = logits[rows, ours, :words].log_softmax(-1)
+        return (target.exp() * (target - model)).sum(-1).mean()
 
     @torch.no_grad()
     def teacher_forced_speakers(self, ex: Example) -> tuple[list[int], list[int]]:
@@ -290,3 +325,13 @@ class SpeakerLM(nn.Module):
         labels = [IGNORE] * (len(prompt) - 1) + [IGNORE if t == SPK else t for t in response]
         pointer_positions = [len(prompt) + k for k, t in enumerate(inputs) if t == self.backbone.turn_id]
         return torch.cat(pieces), memory, labels, pointer_positions, classes
+
+
+def whisper_view(labels: list[int], prefix: list[int], turn_id: int, words: int) -> tuple[list[int], list[tuple[int, int]]]:
+    """What pretrained Whisper reads of a target sequence: `prefix` + its times and words, without turn
+    markers or speakers (`labels` as `SpeakerLM._sequence` gives them: position p predicts labels[p]).
+    Returns Whisper's input tokens and, for every word token (id < `words`), the pair (the model's
+    position, Whisper's position) that predicts it."""
+    kept = [(p, t) for p, t in enumerate(labels) if t != IGNORE and t != turn_id]
+    pairs = [(p, len(prefix) - 1 + j) for j, (p, t) in enumerate(kept) if t < words]
+    return prefix + [t for _, t in kept[:-1]], pairs

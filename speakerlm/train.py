@@ -29,6 +29,7 @@ from typing import Iterator, Optional
 
 import torch
 
+from speakerlm.errors import UserError
 from speakerlm.checkpoint import load_model, load_trained, save, trained_state_dict
 from speakerlm.model import Example, SpeakerLM, SpeakerLMConfig
 from speakerlm.turns import Turn, target_turns
@@ -59,6 +60,9 @@ class TrainConfig:
     # chance that a Match or Over example registers only some of its speakers (the others stay
     # anonymous `spk k`): the condition the engine creates when enrolled and discovered voices mix
     partial_registration: float = 0.0
+    # weight of the pretrained Whisper decoder's next-word distributions as a second target
+    # (`SpeakerLM.whisper_divergence`; Whisper backbone with a frozen encoder); 0 = off
+    keep_whisper: float = 0.0
     eval_every: int = 100  # steps between dev evaluations (0 = never)
     eval_clips: int = 20  # dev clips per evaluation
     save_every: int = 50  # steps between checkpoints
@@ -371,6 +375,8 @@ def train(cfg: TrainConfig, data: Path | list[Path], out: Path, dev: Optional[Pa
     # not wait for their gradients
     accelerator = Accelerator(cpu=not torch.cuda.is_available(),
                               kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    if cfg.keep_whisper > 0 and (cfg.model.backbone != "whisper" or cfg.train_encoder):
+        raise UserError("--keep-whisper needs the Whisper backbone with its audio encoder frozen (stages 1-2)")
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed + accelerator.process_index)  # registration draws: each process its own
@@ -379,6 +385,9 @@ def train(cfg: TrainConfig, data: Path | list[Path], out: Path, dev: Optional[Pa
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str) + "\n")
     inputs, dev_inputs = _training_inputs(model, cfg, data, dev, out, limit, accelerator)
 
+    whisper = None
+    if cfg.keep_whisper > 0:
+        whisper = SpeakerLM(cfg.model).backbone.eval().requires_grad_(False)  # the pretrained decoder
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr_start, weight_decay=cfg.weight_decay)
     step, drawn = _restore(resume, optimizer, rng) if resume.exists() else (0, 0)
@@ -402,7 +411,7 @@ def train(cfg: TrainConfig, data: Path | list[Path], out: Path, dev: Optional[Pa
             partial = mode != "no" and rng.random() < cfg.partial_registration
             batch = [make_example(inputs[i], mode, rng, n_ov, partial)
                      for i in shares[accelerator.process_index]]  # …this one's
-            _, loss = model(batch)
+            _, loss = model(batch, whisper, cfg.keep_whisper)
             accelerator.backward(loss / cfg.accumulation)
             total += loss.item() / cfg.accumulation
         accelerator.clip_grad_norm_(params, cfg.grad_clip)
@@ -490,7 +499,6 @@ def _training_inputs(model: SpeakerLM, cfg: TrainConfig, data, dev: Optional[Pat
 def check_timed(clips) -> None:
     """A model that writes turn times learns them from timed references within Whisper's 30 s of time
     tokens: refuse, before any step, clips it cannot be taught on."""
-    from speakerlm.errors import UserError
     from speakerlm.pretrained.whisper import CHUNK_SECONDS
 
     for c in clips:
@@ -505,7 +513,6 @@ def dataset_languages(given: tuple[str, ...], paths: list[Path]) -> dict[Path, s
     """--language as {dataset: code}: one code for every dataset, or one per dataset in order;
     datasets missing here keep their clips' own languages."""
     from speakerlm.data.datasets import whisper_language
-    from speakerlm.errors import UserError
 
     if not given:
         return {}
@@ -519,7 +526,6 @@ def dataset_languages(given: tuple[str, ...], paths: list[Path]) -> dict[Path, s
 def check_languages(model: SpeakerLM, languages: set) -> None:
     """Refuse, before any step, data in a language the backbone cannot be prompted with (an English-only
     Whisper given Chinese)."""
-    from speakerlm.errors import UserError
 
     if not hasattr(model.backbone, "prefix_ids"):  # a decoder-only LLM reads any language's text
         return
@@ -548,7 +554,6 @@ def export(checkpoint: Path, out: Path, half: bool = True, llm_alpha: float = 1.
     """A training checkpoint → a model folder to ship or pass as `--model` (float16 by default: the
     bundled model is made this way), optionally with its LLM mixed back towards the pretrained one."""
     from speakerlm.checkpoint import mix_llm_with_pretrained
-    from speakerlm.errors import UserError
 
     if not 0.0 <= llm_alpha <= 1.0:
         raise UserError(f"--llm-alpha {llm_alpha}: give a value from 0 (pretrained LLM) to 1 (as trained)")
@@ -579,6 +584,9 @@ def add_train_parser(subparsers) -> None:
                    help="the model writes each turn's start and end as Whisper time tokens (Whisper backbone; clips ≤ 30 s)")
     p.add_argument("--partial-registration", type=float, default=0.0,
                    help="chance that a Match/Over batch registers only some of its speakers (the rest anonymous)")
+    p.add_argument("--keep-whisper", type=float, default=0.0, metavar="WEIGHT",
+                   help="also train towards the pretrained Whisper decoder's next-word distributions on the same "
+                        "audio and words, with this weight (keeps recognition on voices unlike the training data)")
     p.add_argument("--train-llm", action="store_true", help="also train the LLM in this stage")
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--lr", type=float, default=5e-5, help="peak learning rate")
@@ -622,7 +630,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     cfg = stage_config(base, args.stage, **overrides, steps=args.steps, lr_peak=args.lr,
                        warmup_steps=args.warmup, token_budget=args.token_budget, accumulation=args.accumulation,
                        eval_every=args.eval_every, save_every=args.save_every, seed=args.seed,
-                       partial_registration=args.partial_registration,
+                       partial_registration=args.partial_registration, keep_whisper=args.keep_whisper,
                        gradient_checkpointing=args.gradient_checkpointing, language=tuple(args.language),
                        segment_seconds=tuple(args.segment_seconds), channel=args.channel)
     print(train(cfg, args.data, args.out, args.dev, args.init, args.limit, args.stop_after))

@@ -312,6 +312,46 @@ def test_word_fusion_feeds_whisper_the_words_and_lets_it_choose_them(trained_whi
         assert decode_greedy_batch(model, batch, [400] * 3, fusion=WordFusion(pretrained, weight)) == alone
 
 
+def test_whisper_view_is_the_words_and_times_without_markers_or_speakers():
+    """Whisper reads the prefix, then the targets' times and words; each word token is predicted at
+    a pair of positions that predict the same token on both sides."""
+    from speakerlm.model import IGNORE, whisper_view
+
+    turn, eos, words = 900, 50, 50  # toy ids: text tokens < 50, times 60+, the end 50
+    #         prompt          t0   [TURN] [SPK]   w1  w2   t1   t1   [TURN] [SPK]   w3  t2   end
+    labels = [IGNORE] * 3 + [60, turn, IGNORE, 11, 12, 61, 61, turn, IGNORE, 13, 62, eos]
+    ids, pairs = whisper_view(labels, [1, 2], turn, words)
+    assert ids == [1, 2, 60, 11, 12, 61, 61, 13, 62]
+    assert [labels[p] for p, _ in pairs] == [11, 12, 13]
+    assert [ids[q + 1] for _, q in pairs] == [11, 12, 13]  # Whisper's position q predicts ids[q + 1]
+
+
+def test_whisper_divergence_grows_as_the_decoder_leaves_whisper(trained_whisper, clip):
+    """The pretrained decoder with new heads stays closer to Whisper's next words than one fine-tuned on
+    the clip; the divergence is what training with it lowers."""
+    model, batch, _ = trained_whisper
+    pretrained = SpeakerLM(model.config).backbone.eval()
+
+    def divergence(m):
+        with torch.no_grad():
+            logits, _, seqs = m._forward(batch)
+            return float(m.whisper_divergence(pretrained, batch, seqs, logits))
+
+    torch.manual_seed(0)
+    fresh = SpeakerLM(model.config).eval()
+    near, far = divergence(fresh), divergence(model)
+    assert 0 < near < far
+    tuned = set_trainable(SpeakerLM(model.config), TrainConfig(train_llm=True))
+    tuned.load_state_dict(model.state_dict())
+    opt = torch.optim.AdamW([p for p in tuned.parameters() if p.requires_grad], lr=1e-4)
+    for _ in range(3):
+        logits, _, seqs = tuned._forward(batch)
+        tuned.whisper_divergence(pretrained, batch, seqs, logits).backward()
+        opt.step()
+        opt.zero_grad()
+    assert divergence(tuned.eval()) < far
+
+
 def test_int8_shortlist_decodes_what_the_float32_output_layer_decodes(trained_whisper):
     """Greedy batches with the int8 copy of the output layer pick each token from its shortlist,
     computed exactly: the same transcripts as the float32 layer, one clip at a time or several."""

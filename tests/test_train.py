@@ -97,8 +97,9 @@ def corpus(tts, tmp_path_factory):
 
 
 def test_resume_after_interruption_equals_an_uninterrupted_run(corpus, tmp_path):
-    cfg = stage_config(TrainConfig(steps=4, warmup_steps=1, save_every=1, eval_every=0, token_budget=400),
-                       2, train_llm=True, steps=4, lr_peak=1e-4)
+    """(With the pretrained Whisper decoder's next words as a second target, which a resume rebuilds.)"""
+    cfg = stage_config(TrainConfig(steps=4, warmup_steps=1, save_every=1, eval_every=0, token_budget=400,
+                                   keep_whisper=0.5), 2, train_llm=True, steps=4, lr_peak=1e-4)
     straight = train(cfg, corpus.root, tmp_path / "a" / "run")
     # the same run, stopped after 2 steps (as a kill after a checkpoint would leave it), then resumed
     train(cfg, corpus.root, tmp_path / "b" / "run", stop_after=2)
@@ -109,6 +110,14 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(corpus, tmp_path)
 
     a, b = load_file(str(straight / "trained.safetensors")), load_file(str(resumed / "trained.safetensors"))
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_keeping_whisper_with_a_trained_encoder_is_refused_before_any_work(corpus, tmp_path):
+    from speakerlm.errors import UserError
+
+    with pytest.raises(UserError, match="--keep-whisper"):
+        train(stage_config(TrainConfig(keep_whisper=1.0), 3), corpus.root, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow
