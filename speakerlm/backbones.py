@@ -152,11 +152,15 @@ class WhisperBackbone(Backbone):
             raise ValueError(f"language {language!r}: not one of Whisper's languages")
         return [self.sot_id, self.languages[token], self.transcribe_id, *tail]
 
+    def task_prefix(self, task: str = "sdr", language: Optional[str] = None) -> list[int]:
+        """The prefix `task` is prompted with: timestamp mode for "sdr" when the model writes times."""
+        return self.prefix_ids(language, bool(self.time_ids) and task == "sdr")
+
     def prompt(self, audio, slot_embs, names, task="sdr", language=None):
         # registration blocks sit in the previous-text region; plain ASR is Whisper's own prompt
         parts = [] if task == "asr" else [self.embed_tokens(torch.tensor([self.prev_id]))]
         parts += [(e + self.slot_embedding)[None] for e in slot_embs]
-        parts.append(self.embed_tokens(torch.tensor(self.prefix_ids(language, bool(self.time_ids) and task == "sdr"))))
+        parts.append(self.embed_tokens(torch.tensor(self.task_prefix(task, language))))
         return torch.cat(parts), audio
 
     def time_token(self, seconds: float) -> int:

@@ -225,7 +225,7 @@ class WordFusion:
 
     def prompt(self, ex: Example) -> torch.Tensor:
         b = self.backbone
-        return b.embed_tokens(torch.tensor(b.prefix_ids(ex.language, bool(b.time_ids))))
+        return b.embed_tokens(torch.tensor(b.task_prefix(ex.task, ex.language)))
 
     def mix(self, logprobs: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
         """The model's log-probabilities (rows, vocab) with Whisper's, from its `hidden` (rows, d), mixed in."""

@@ -217,19 +217,9 @@ class SpeakerLM(nn.Module):
 
     def _forward(self, batch: list[Example]) -> tuple[torch.Tensor, torch.Tensor, list]:
         seqs = [self._sequence(ex) for ex in batch]
-        B, L = len(seqs), max(len(s[0]) for s in seqs)
-        embeds = torch.zeros(B, L, self.backbone.d_model)
-        mask = torch.zeros(B, L, dtype=torch.long)
-        labels = torch.full((B, L), IGNORE, dtype=torch.long)
-        memory = None
-        if seqs[0][1] is not None:
-            T = max(s[1].shape[0] for s in seqs)
-            memory = torch.zeros(B, T, seqs[0][1].shape[-1])
-            for i, s in enumerate(seqs):
-                memory[i, : s[1].shape[0]] = s[1]  # zero frames after a short clip, as Whisper's own padding
-        for i, (e, _, lab, _, _) in enumerate(seqs):
-            embeds[i, : len(e)] = e
-            mask[i, : len(e)] = 1
+        embeds, mask, memory = right_padded([s[0] for s in seqs], [s[1] for s in seqs])
+        labels = torch.full(mask.shape, IGNORE, dtype=torch.long)
+        for i, (_, _, lab, _, _) in enumerate(seqs):
             labels[i, : len(lab)] = torch.tensor(lab)
         hidden, _ = self.backbone.run(embeds, mask, memory)
         # shape: hidden (B, L, d)
@@ -253,20 +243,14 @@ class SpeakerLM(nn.Module):
         Why: fine-tuning the decoder on simulated voices costs recognition on others; this keeps its
         words close to Whisper's while the format is learnt (learning without forgetting, Li & Hoiem 2016)."""
         words = self.backbone.eos_id  # text tokens come first in Whisper's vocabulary
-        views = [whisper_view(labels, whisper.prefix_ids(ex.language, bool(whisper.time_ids) and ex.task == "sdr"),
-                              self.backbone.turn_id, words) for ex, (_, _, labels, _, _) in zip(batch, seqs)]
+        views = [whisper_view(labels, whisper.task_prefix(ex.task, ex.language), self.backbone.turn_id, words)
+                 for ex, (_, _, labels, _, _) in zip(batch, seqs)]
         if not any(pairs for _, pairs in views):
             return logits.new_zeros(())
         if any(ex.audio.dim() != 2 for ex in batch):
             raise ValueError("the Whisper divergence needs cached encoder states (a frozen audio encoder)")
-        L, T = max(len(ids) for ids, _ in views), max(ex.audio.shape[0] for ex in batch)
-        embeds = torch.zeros(len(batch), L, whisper.d_model)
-        mask = torch.zeros(len(batch), L, dtype=torch.long)
-        memory = torch.zeros(len(batch), T, batch[0].audio.shape[-1])
-        for i, ((ids, _), ex) in enumerate(zip(views, batch)):
-            embeds[i, : len(ids)] = whisper.embed_tokens(torch.tensor(ids))
-            mask[i, : len(ids)] = 1
-            memory[i, : ex.audio.shape[0]] = ex.audio
+        embeds, mask, memory = right_padded([whisper.embed_tokens(torch.tensor(ids)) for ids, _ in views],
+                                            [ex.audio for ex in batch])
         rows = torch.tensor([i for i, (_, pairs) in enumerate(views) for _ in pairs])
         ours = torch.tensor([p for _, pairs in views for p, _ in pairs])
         theirs = torch.tensor([q for _, pairs in views for _, q in pairs])
@@ -335,3 +319,22 @@ def whisper_view(labels: list[int], prefix: list[int], turn_id: int, words: int)
     kept = [(p, t) for p, t in enumerate(labels) if t != IGNORE and t != turn_id]
     pairs = [(p, len(prefix) - 1 + j) for j, (p, t) in enumerate(kept) if t < words]
     return prefix + [t for _, t in kept[:-1]], pairs
+
+
+def right_padded(embeds: list[torch.Tensor], memories: list[Optional[torch.Tensor]]
+                 ) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+    """Sequences of input embeddings (L_i, d) and their audio (T_i, d_audio) or None as one batch, padded
+    on the right: (embeds (B, L, d), attention mask (B, L), memory (B, T, d_audio) or None); frames
+    after a short clip are zero, as Whisper's own padding."""
+    B, L = len(embeds), max(len(e) for e in embeds)
+    padded = torch.zeros(B, L, embeds[0].shape[-1])
+    mask = torch.zeros(B, L, dtype=torch.long)
+    for i, e in enumerate(embeds):
+        padded[i, : len(e)] = e
+        mask[i, : len(e)] = 1
+    if memories[0] is None:
+        return padded, mask, None
+    memory = torch.zeros(B, max(m.shape[0] for m in memories), memories[0].shape[-1])
+    for i, m in enumerate(memories):
+        memory[i, : m.shape[0]] = m
+    return padded, mask, memory

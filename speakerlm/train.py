@@ -29,8 +29,8 @@ from typing import Iterator, Optional
 
 import torch
 
-from speakerlm.errors import UserError
 from speakerlm.checkpoint import load_model, load_trained, save, trained_state_dict
+from speakerlm.errors import UserError
 from speakerlm.model import Example, SpeakerLM, SpeakerLMConfig
 from speakerlm.turns import Turn, target_turns
 

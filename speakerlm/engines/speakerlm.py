@@ -269,9 +269,8 @@ class SpeakerLMEngine(Engine):
                     for ex, n in zip(examples, budgets)]
         greedy = decode_greedy_batch(self.model, examples, budgets, fusion=self.fusion, checked=True)
         # a window whose greedy answer fails Whisper's checks is decoded again at higher temperatures
-        return [d.turns if d.passes or not self.config.fallback else
-                decode(self.model, ex, max_new_tokens=n, temperatures=temperatures, greedy=d)  # sampled: no fusion
-                for d, ex, n in zip(greedy, examples, budgets)]
+        return [decode(self.model, ex, max_new_tokens=n, temperatures=temperatures, greedy=d)  # sampled: no fusion
+                if self.config.fallback else d.turns for d, ex, n in zip(greedy, examples, budgets)]
 
     def _place(self, found: list[Turn], window: Region, regions: list[Region], wave: np.ndarray,
                frames: Optional[np.ndarray], clusters: dict[str, int], n_anon: int) -> tuple[list[Turn], Voiceprints]:

@@ -172,9 +172,8 @@ class FastWhisper:
             if speech is not None:
                 block = np.concatenate(collect_chunks(block, speech)[0])
             if block.size:
-                code = (language if self.multilingual else None)
                 segments, info = self.model.transcribe(
-                    block, language=code, task="transcribe", beam_size=num_beams, word_timestamps=False,
+                    block, language=language if self.multilingual else None, task="transcribe", beam_size=num_beams, word_timestamps=False,
                     vad_filter=False, condition_on_previous_text=True, initial_prompt=prompt or None)
                 if words:
                     segments = self._timed_words(segments, block.size, info.language)
