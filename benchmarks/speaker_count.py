@@ -4,7 +4,8 @@
         [--oracle-count] [SETTING ...]
 
 A SETTING is `KEY=VALUE[,KEY=VALUE…]` over `DiarizerConfig`'s clustering fields (`merge_cosine=0.9`,
-`min_cluster_windows=0,merge_cosine=1.01`, `clustering=ahc,ahc_threshold=0.4`). The first run computes
+`min_cluster_windows=0,merge_cosine=1.01`, `clustering=ahc,ahc_threshold=0.4`); `window_s` and `hop_s`
+pool the cached short windows into other clustering windows (`window_s=3.0,hop_s=1.0`). The first run computes
 and caches, per clip, what the cascade clusters (speech regions, CAM++ windows) and the words it joins
 (faster-whisper, as the cascade calls it); each setting then re-clusters, labels the frames and joins
 the words exactly as the cascade does, and prints WER, cpWER, Δcp and how far each clip's speaker
@@ -22,7 +23,7 @@ import numpy as np
 
 from speakerlm.audio import SAMPLE_RATE
 from speakerlm.data.datasets import load_dataset
-from speakerlm.diarize import FRAMES_PER_SECOND, Diarizer, DiarizerConfig, SpeakerCount
+from speakerlm.diarize import FRAMES_PER_SECOND, Diarizer, DiarizerConfig, SpeakerCount, pooled_windows
 from speakerlm.errors import UserError
 from speakerlm.evaluate import engine_config
 from speakerlm.metrics import aggregate, score_clip
@@ -64,6 +65,8 @@ def score(clips, cached: dict, config: DiarizerConfig, oracle: bool = False) -> 
     diarizer, join, scores, off = Diarizer(_Dim(), config), WordJoinConfig(), [], Counter()
     for clip in clips:
         regions, ((embs, times), short), n_frames, words = cached[clip.id]
+        if (config.window_s, config.hop_s) != (DiarizerConfig.window_s, DiarizerConfig.hop_s):
+            embs, times = pooled_windows(*short, regions, config.window_s, config.hop_s)  # other clustering windows
         true = len({t.speaker for t in clip.reference})
         frames, centroids = diarizer.label(embs, times, regions, n_frames, SpeakerCount(true) if oracle else SpeakerCount(), short)
         off[len(centroids) - true] += 1
