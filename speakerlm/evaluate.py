@@ -615,7 +615,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit {args.limit}: give at least 1")
     base = TranscribeOptions(whisper=args.whisper, language=args.language, speaker_encoder=args.speaker_encoder,
-                             model=args.model)
+                             model=args.model, num_beams=args.beams)
     switches = dict(args.engine_config or [])
     systems = [as_system(s, base, switches) for s in systems]  # unknown names fail before the data is read
     clips = load_dataset(args.data, args.format, audio_dir=args.audio_dir, stm=args.stm, enrolment=args.enrolment,
@@ -683,6 +683,8 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
     e.add_argument("--num-speakers-oracle", action="store_true", help="tell each system the reference speaker count")
     e.add_argument("--whisper", help="Whisper model of the cascade and plain systems (default tiny.en)")
     e.add_argument("--model", help="SpeakerLM checkpoint for the speakerlm system (default: the bundled one)")
+    e.add_argument("--beams", type=int, help="beam width of every system (1 = greedy; default: each engine's own, "
+                   "as transcribe: 5 for Whisper, 1 for the model)")
     e.add_argument("--language", help="language code for multilingual Whisper (default: what the data's lhotse "
                    "manifests say, else en)")
     e.add_argument("--score-language", choices=("en", "zh"),

@@ -30,9 +30,11 @@ class Oracle(Engine):
     enrolled true names (a perfect diarization with every name wrong)."""
 
     calls: list = []
+    beams: list = []  # the beam size each engine was built with
 
     def __init__(self, options: TranscribeOptions, references: dict, swap: bool = False):
         self.options, self.references, self.swap = options, references, swap
+        Oracle.beams.append(options.num_beams)
 
     def transcribe(self, wave, enrolled, count=None, state=None):
         reference = self.references[fingerprint(wave)]
@@ -270,12 +272,22 @@ def test_cli_sweep_writes_the_sweep_chart(corpus, engines, tmp_path):
     (["{root}", "--systems", "nope"], "unknown system 'nope'"),
     (["{root}", "--limit", "0"], "--limit 0"),
     (["{root}", "--mode", "over", "--distractors", "99"], "needs 99"),
+    (["{root}", "--beams", "0"], "--beams 0"),
 ])
 def test_cli_errors_are_one_line(corpus, args, words, capsys, tmp_path):
     args = [a.format(root=corpus.root) for a in args] + ["--out", str(tmp_path / "o")]
     assert evaluate_cli(args) == 2
     err = capsys.readouterr().err
     assert words in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_cli_beams_reach_every_system(corpus, engines, tmp_path):
+    Oracle.beams = []
+    assert evaluate_cli([str(corpus.root), "--systems", "oracle,swapped", "--beams", "3", "--out", str(tmp_path / "b")]) == 0
+    assert Oracle.beams == [3, 3]
+    Oracle.beams = []
+    assert evaluate_cli([str(corpus.root), "--systems", "oracle", "--out", str(tmp_path / "d")]) == 0
+    assert Oracle.beams == [5]  # the engine's own default, as `transcribe` gives it (Whisper's beam 5)
 
 
 @pytest.mark.slow
