@@ -83,11 +83,13 @@ def word_clusters(words: list[Word], frames: np.ndarray, config: WordJoinConfig)
 
 
 def words_to_turns(words: list[Word], speakers: list[str], gap_s: float) -> list[Turn]:
+    """Consecutive words of one speaker, at most `gap_s` apart, as one turn spanning them all (the
+    model's turns may step back in time where they overlap, so a joined word may start earlier)."""
     turns: list[Turn] = []
     for word, speaker in zip(words, speakers):
         last = turns[-1] if turns else None
         if last and last.speaker == speaker and word.start - last.end <= gap_s:
-            turns[-1] = Turn(speaker, f"{last.text} {word.text}", last.start, word.end)
+            turns[-1] = Turn(speaker, f"{last.text} {word.text}", min(last.start, word.start), max(last.end, word.end))
         else:
             turns.append(Turn(speaker, word.text, word.start, word.end))
     return turns

@@ -23,6 +23,9 @@ def test_words_follow_frame_labels_and_merge_into_turns():
     words = [Word("hi", 0.1, 0.5), Word("there.", 0.6, 1.8), Word("yes", 2.1, 2.6), Word("indeed", 2.7, 3.9)]
     speakers = [["A", "B"][word_speaker(w, frames)] for w in words]
     assert words_to_turns(words, speakers, gap_s=2.0) == [Turn("A", "hi there.", 0.1, 1.8), Turn("B", "yes indeed", 2.1, 3.9)]
+    # words that step back in time (the model's overlapping turns) join into a turn spanning them all
+    back = [Word("so", 26.7, 27.0), Word("uh", 23.0, 23.5)]
+    assert words_to_turns(back, ["A", "A"], gap_s=2.0) == [Turn("A", "so uh", 23.0, 27.0)]
 
 
 @pytest.fixture(scope="module")
