@@ -6,7 +6,9 @@ pointer picks the speaker (its argmax: the speaker choice is not searched over);
 loops: an n-gram repeated within a turn, and a turn that says again what an earlier one said.
 
 A model trained with turn times (`SpeakerLMConfig.timestamps`) writes Whisper time tokens around each
-turn; they are read into the turns' start and end (`_turns`) and never into their text.
+turn; they are read into the turns' start and end (`_turns`) and never into their text. A beam
+search follows Whisper's timestamp rules (`_time_rule`): a time is scored as the total of all times,
+and a turn's end is followed by the next start and the turn marker.
 
 With `temperatures`, a greedy decode is checked as Whisper's own `transcribe` checks each window
 (average log-probability ≥ -1, gzip compression ratio ≤ 2.4, no loop cut short) and redone by sampling
@@ -273,6 +275,8 @@ def _decode(model: SpeakerLM, ex: Example, max_new_tokens: int, num_beams: int, 
         logprobs = logprobs.log_softmax(-1)
         if fusion is not None and _writing(beams[0]):
             logprobs = fusion.fuse(logprobs)
+        if num_beams > 1 and backbone.time_ids:  # a search over beams needs them (greedy: see _time_rule)
+            _time_rule(backbone, logprobs, beams)
         # (score, parent beam, new beam or None when finished, next input or the ended beam, looped, token)
         candidates = []
         for b, beam in enumerate(beams):
@@ -315,6 +319,34 @@ def _decode(model: SpeakerLM, ex: Example, max_new_tokens: int, num_beams: int, 
         last = hidden[:, -1]
     pool = finished or [(beam.score, beam, False) for beam in beams]
     return _result(backbone, *max(pool, key=lambda f: f[0] / _length(f[1].turns)))  # length-normalised, as HF
+
+
+def _time_rule(backbone, logprobs: torch.Tensor, beams: list[Beam]) -> None:
+    """Times in a beam search, in place (Whisper's `ApplyTimestampRules` in spirit, in the model's turn
+    format `words <|end|><|start|> [TURN]`): every time token's probability is given to the most
+    probable one, so a beam is scored for writing *a* time where the model expects one, not for which
+    of the ~1,500 it is; after a turn's end time only the next start (or the end of the answer) may
+    follow, after that start only the turn marker. Why: scored token by token, a turn change costs two
+    uncertain times besides its marker, and beams run turns together to save it (on `real`, "Ten of
+    clubs" and the next speaker's sentence became one turn). Greedy decoding goes without: there the
+    rule changed little and not for the better on `dev` (docs/results.md)."""
+    times = torch.tensor(backbone.time_ids)
+    for b, beam in enumerate(beams):
+        if beam.at_marker:
+            continue
+        ids = beam.turns[-1][1] if beam.turns else ()
+        if ids and ids[-1] in backbone.time_ids:
+            if len(ids) >= 2 and ids[-2] in backbone.time_ids:  # the next turn's start: its marker next
+                allowed = torch.tensor([backbone.turn_id, backbone.eos_id])
+            else:  # a turn's end: the next start next
+                allowed = torch.cat([times, torch.tensor([backbone.eos_id])])
+            keep = logprobs[b, allowed].clone()
+            logprobs[b] = float("-inf")
+            logprobs[b, allowed] = keep
+        row = logprobs[b, times]
+        total, best = row.logsumexp(-1), row.argmax()
+        logprobs[b, times] = float("-inf")
+        logprobs[b, times[best]] = total
 
 
 def _extend(model: SpeakerLM, beam: Beam, score: float, token: int, repeat_limit: int):

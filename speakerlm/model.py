@@ -205,14 +205,15 @@ class SpeakerLM(nn.Module):
         return scores
 
     # ------------------------------------------------------------ training
-    def forward(self, batch: list[Example], whisper=None, whisper_weight: float = 0.0
+    def forward(self, batch: list[Example], whisper=None, whisper_weight: float = 0.0, whisper_right_only: bool = False
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """(LM logits (B, L, vocab), loss = LM cross-entropy on response tokens + pointer cross-entropy
         [+ `whisper_weight` × `whisper_divergence` from the pretrained backbone `whisper`])."""
         with self.autocast():
             logits, loss, seqs = self._forward(batch)
             if whisper is not None and whisper_weight > 0:
-                loss = loss + whisper_weight * self.whisper_divergence(whisper, batch, seqs, logits)
+                divergence = self.whisper_divergence(whisper, batch, seqs, logits, whisper_right_only)
+                loss = loss + whisper_weight * divergence
             return logits, loss
 
     def _forward(self, batch: list[Example]) -> tuple[torch.Tensor, torch.Tensor, list]:
@@ -236,12 +237,15 @@ class SpeakerLM(nn.Module):
             loss = loss + torch.stack(ptr_losses).sum() / n_turns
         return logits, loss, seqs
 
-    def whisper_divergence(self, whisper, batch: list[Example], seqs: list, logits: torch.Tensor) -> torch.Tensor:
+    def whisper_divergence(self, whisper, batch: list[Example], seqs: list, logits: torch.Tensor,
+                           right_only: bool = False) -> torch.Tensor:
         """Mean KL(pretrained Whisper ‖ model) of the next word at every word token of the targets, Whisper
         reading the same audio (the encoder states, without the speaker stream) and the same words and
         times without turn markers or speakers (`whisper_view`), both over the text tokens alone.
         Why: fine-tuning the decoder on simulated voices costs recognition on others; this keeps its
-        words close to Whisper's while the format is learnt (learning without forgetting, Li & Hoiem 2016)."""
+        words close to Whisper's while the format is learnt (learning without forgetting, Li & Hoiem 2016).
+        `right_only`: only at the tokens Whisper itself predicts right, so that its errors on voices it
+        cannot read (the simulator's formant voices) are not taught."""
         words = self.backbone.eos_id  # text tokens come first in Whisper's vocabulary
         views = [whisper_view(labels, whisper.task_prefix(ex.task, ex.language), self.backbone.turn_id, words)
                  for ex, (_, _, labels, _, _) in zip(batch, seqs)]
@@ -258,7 +262,12 @@ class SpeakerLM(nn.Module):
             hidden, _ = whisper.run(embeds, mask, memory)
             target = whisper.logits(hidden[rows, theirs]).float()[:, :words].log_softmax(-1)
         model = logits[rows, ours, :words].log_softmax(-1)
-        return (target.exp() * (target - model)).sum(-1).mean()
+        kl = (target.exp() * (target - model)).sum(-1)
+        if right_only:
+            tokens = torch.tensor([seqs[i][2][p] for i, (_, pairs) in enumerate(views) for p, _ in pairs])
+            right = target.argmax(-1) == tokens
+            return kl[right].mean() if right.any() else kl.new_zeros(())
+        return kl.mean()
 
     @torch.no_grad()
     def teacher_forced_speakers(self, ex: Example) -> tuple[list[int], list[int]]:

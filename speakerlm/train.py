@@ -63,6 +63,7 @@ class TrainConfig:
     # weight of the pretrained Whisper decoder's next-word distributions as a second target
     # (`SpeakerLM.whisper_divergence`; Whisper backbone with a frozen encoder); 0 = off
     keep_whisper: float = 0.0
+    keep_whisper_right_only: bool = False  # ...only at the word tokens Whisper itself predicts right
     eval_every: int = 100  # steps between dev evaluations (0 = never)
     eval_clips: int = 20  # dev clips per evaluation
     save_every: int = 50  # steps between checkpoints
@@ -411,7 +412,7 @@ def train(cfg: TrainConfig, data: Path | list[Path], out: Path, dev: Optional[Pa
             partial = mode != "no" and rng.random() < cfg.partial_registration
             batch = [make_example(inputs[i], mode, rng, n_ov, partial)
                      for i in shares[accelerator.process_index]]  # …this one's
-            _, loss = model(batch, whisper, cfg.keep_whisper)
+            _, loss = model(batch, whisper, cfg.keep_whisper, cfg.keep_whisper_right_only)
             accelerator.backward(loss / cfg.accumulation)
             total += loss.item() / cfg.accumulation
         accelerator.clip_grad_norm_(params, cfg.grad_clip)
@@ -587,6 +588,8 @@ def add_train_parser(subparsers) -> None:
     p.add_argument("--keep-whisper", type=float, default=0.0, metavar="WEIGHT",
                    help="also train towards the pretrained Whisper decoder's next-word distributions on the same "
                         "audio and words, with this weight (keeps recognition on voices unlike the training data)")
+    p.add_argument("--keep-whisper-right-only", action="store_true",
+                   help="with --keep-whisper: only at the words Whisper itself predicts right")
     p.add_argument("--train-llm", action="store_true", help="also train the LLM in this stage")
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--lr", type=float, default=5e-5, help="peak learning rate")
@@ -631,6 +634,7 @@ def cmd_train(args: argparse.Namespace) -> None:
                        warmup_steps=args.warmup, token_budget=args.token_budget, accumulation=args.accumulation,
                        eval_every=args.eval_every, save_every=args.save_every, seed=args.seed,
                        partial_registration=args.partial_registration, keep_whisper=args.keep_whisper,
+                       keep_whisper_right_only=args.keep_whisper_right_only,
                        gradient_checkpointing=args.gradient_checkpointing, language=tuple(args.language),
                        segment_seconds=tuple(args.segment_seconds), channel=args.channel)
     print(train(cfg, args.data, args.out, args.dev, args.init, args.limit, args.stop_after))

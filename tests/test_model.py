@@ -1,6 +1,8 @@
 """SpeakerLM end to end: both backbones overfit a clip in all three registration modes (plumbing
 proof), the pointer names speakers, and checkpoints reload to identical outputs."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -332,15 +334,25 @@ def test_whisper_divergence_grows_as_the_decoder_leaves_whisper(trained_whisper,
     model, batch, _ = trained_whisper
     pretrained = SpeakerLM(model.config).backbone.eval()
 
-    def divergence(m):
+    def divergence(m, right_only=False):
         with torch.no_grad():
             logits, _, seqs = m._forward(batch)
-            return float(m.whisper_divergence(pretrained, batch, seqs, logits))
+            return float(m.whisper_divergence(pretrained, batch, seqs, logits, right_only))
 
     torch.manual_seed(0)
     fresh = SpeakerLM(model.config).eval()
     near, far = divergence(fresh), divergence(model)
     assert 0 < near < far
+    # only where Whisper predicts the target word: here it predicts every word, so the same mean; with
+    # a word it cannot hear in the targets, that word is left out and the mean changes
+    assert divergence(model, right_only=True) == pytest.approx(far)
+    misheard = [replace(ex, turns=[replace(t, text=t.text.replace(t.text.split()[1], "zebra", 1)) for t in ex.turns])
+                for ex in batch]
+    with torch.no_grad():
+        logits, _, seqs = model._forward(misheard)
+        everywhere = float(model.whisper_divergence(pretrained, misheard, seqs, logits))
+        right = float(model.whisper_divergence(pretrained, misheard, seqs, logits, right_only=True))
+    assert 0 < right and right != pytest.approx(everywhere)
     tuned = set_trainable(SpeakerLM(model.config), TrainConfig(train_llm=True))
     tuned.load_state_dict(model.state_dict())
     opt = torch.optim.AdamW([p for p in tuned.parameters() if p.requires_grad], lr=1e-4)
@@ -537,3 +549,30 @@ def test_timestamps_parse_times_around_turns_and_tolerate_missing_ones():
     assert _turns(backbone, (T0,), turns) == [Turn("A", "1 2", 0.0, 2.0), Turn("B", "3", 2.2, 3.0), Turn("A", "4 5", 3.0, None)]
     assert _turns(backbone, (), [("A", (1, T0 + 50)), ("B", (T0 + 40, 2))])[1] == Turn("B", "2", 1.0, None)
     assert _turns(SimpleNamespace(time_ids=range(0), decode_tokens=backbone.decode_tokens), (), turns[2:]) == [Turn("A", "4 5")]
+
+
+def test_time_rule_scores_a_time_not_which_time_and_keeps_turn_changes_whole():
+    """Whisper's timestamp rules in the model's format: all times' probability goes to the likeliest
+    time; after a turn's end only a start (or the end) may follow, after that start only the marker."""
+    from types import SimpleNamespace
+
+    from speakerlm.decoding import Beam, _time_rule
+
+    # a fake vocabulary: words 0-9, the end 10, the turn marker 11, times 12-19
+    backbone = SimpleNamespace(time_ids=range(12, 20), eos_id=10, turn_id=11)
+    torch.manual_seed(0)
+    logprobs = torch.randn(4, 20).log_softmax(-1)
+    beams = [Beam(0.0, (("A", (3, 4)),), 0, False),  # writing words
+             Beam(0.0, (("A", (3, 4, 15)),), 0, False),  # a turn's end written
+             Beam(0.0, (("A", (3, 4, 15, 16)),), 0, False),  # ...and the next start
+             Beam(0.0, (("A", ()),), 0, True)]  # at a marker: the pointer's step
+    ruled = logprobs.clone()
+    _time_rule(backbone, ruled, beams)
+    times = list(range(12, 20))
+    best = 12 + int(logprobs[0, times].argmax())
+    assert ruled[0, best] == pytest.approx(float(logprobs[0, times].logsumexp(-1)))
+    assert torch.isinf(ruled[0, [t for t in times if t != best]]).all()
+    assert torch.equal(ruled[0, :12], logprobs[0, :12])  # words, the end and the marker as they were
+    assert torch.isfinite(ruled[1]).nonzero().flatten().tolist() == [10, 12 + int(logprobs[1, times].argmax())]
+    assert torch.isfinite(ruled[2]).nonzero().flatten().tolist() == [10, 11]
+    assert torch.equal(ruled[3], logprobs[3])

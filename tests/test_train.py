@@ -97,9 +97,11 @@ def corpus(tts, tmp_path_factory):
 
 
 def test_resume_after_interruption_equals_an_uninterrupted_run(corpus, tmp_path):
-    """(With the pretrained Whisper decoder's next words as a second target, which a resume rebuilds.)"""
+    """(With the pretrained Whisper decoder's next words as a second target where it is right, which a
+    resume rebuilds.)"""
     cfg = stage_config(TrainConfig(steps=4, warmup_steps=1, save_every=1, eval_every=0, token_budget=400,
-                                   keep_whisper=0.5), 2, train_llm=True, steps=4, lr_peak=1e-4)
+                                   keep_whisper=0.5, keep_whisper_right_only=True), 2, train_llm=True, steps=4,
+                       lr_peak=1e-4)
     straight = train(cfg, corpus.root, tmp_path / "a" / "run")
     # the same run, stopped after 2 steps (as a kill after a checkpoint would leave it), then resumed
     train(cfg, corpus.root, tmp_path / "b" / "run", stop_after=2)
