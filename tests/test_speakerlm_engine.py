@@ -183,3 +183,19 @@ def test_turn_times_the_model_wrote_move_into_the_recording_and_stay_in_their_wi
         Turn("B", "two", 102.5, 106.0),  # no end written: it runs to the next turn's start
         Turn("A", "three", 106.0, 110.0),  # an end past the window is held at the window's end
     ]
+
+
+def test_beam_search_on_two_threads_writes_what_one_thread_writes(prints):
+    """With two threads the side thread searches every other window: the same turns as one thread."""
+    import torch
+
+    beams = SpeakerLMEngine(TranscribeOptions(engine="speakerlm", num_beams=2))
+    wave, threads = load_audio(EX / "meeting.wav"), torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        alone = beams.transcribe(wave, dict(prints))
+        torch.set_num_threads(2)
+        side_by_side = beams.transcribe(wave, dict(prints))
+    finally:
+        torch.set_num_threads(threads)
+    assert alone and side_by_side == alone

@@ -184,11 +184,13 @@ class SpeakerLMEngine(Engine):
                 inputs = _gather(pending)
                 if g + 1 < len(groups):
                     pending = self._inputs_later(side, wave, windows, groups[g + 1])
-                elif side is not None:  # the side thread has nothing left: the last batch gets every core
-                    torch.set_num_threads(threads)
+                searcher = side if side is not None and g + 1 == len(groups) and self.options.num_beams > 1 else None
+                if g + 1 == len(groups) and side is not None and searcher is None:
+                    torch.set_num_threads(threads)  # the side thread has nothing left: the last batch gets every core
                 prompts = [self._window_voiceprints(voices, clusters, windows[i], wave, frames) if local else voices
                            for i in group]
-                found_all = self.decode_windows(inputs, prompts)
+                # a beam search decodes window by window: there the idle side thread takes every other one
+                found_all = self.decode_windows(inputs, prompts, searcher)
                 for i, found in zip(group, found_all):
                     timed, new_voices = self._place(found, windows[i], regions, wave, frames, clusters, n_anon)
                     log.append(_window_record(i, timed, new_voices))
@@ -248,7 +250,7 @@ class SpeakerLMEngine(Engine):
         return_freed_memory()  # the encoder's and CAM++'s scratch: without this, +20-150 MB a window
         return audio, stream, duration(piece)
 
-    def decode_windows(self, inputs: list, voiceprints: list[Voiceprints]) -> list[list[Turn]]:
+    def decode_windows(self, inputs: list, voiceprints: list[Voiceprints], helper=None) -> list[list[Turn]]:
         """Windows' inputs, each with the registered voices to choose from → untimed turns per window.
         Each window's prompt holds the `retrieval_k` voices that best match its frame speaker stream;
         greedy windows are decoded together as one batch."""
@@ -264,9 +266,12 @@ class SpeakerLMEngine(Engine):
             examples.append(Example(audio, stream, slots, language=self.options.language))
             budgets.append(int(40 + 8 * seconds))
         temperatures = FALLBACK_TEMPERATURES if self.config.fallback else (0.0,)
-        if self.options.num_beams > 1:
-            return [decode(self.model, ex, max_new_tokens=n, num_beams=self.options.num_beams, temperatures=temperatures)
-                    for ex, n in zip(examples, budgets)]
+        if self.options.num_beams > 1:  # one window at a time; with a `helper` thread, every other one there
+            search = functools.partial(decode, self.model, num_beams=self.options.num_beams, temperatures=temperatures)
+            there = {k: helper.submit(search, ex, max_new_tokens=n)
+                     for k, (ex, n) in enumerate(zip(examples, budgets)) if helper is not None and k % 2}
+            here = {k: search(ex, max_new_tokens=n) for k, (ex, n) in enumerate(zip(examples, budgets)) if k not in there}
+            return [here[k] if k in here else there[k].result() for k in range(len(examples))]
         greedy = decode_greedy_batch(self.model, examples, budgets, fusion=self.fusion, checked=True)
         # a window whose greedy answer fails Whisper's checks is decoded again at higher temperatures
         return [decode(self.model, ex, max_new_tokens=n, temperatures=temperatures, greedy=d)  # sampled: no fusion
