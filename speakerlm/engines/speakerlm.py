@@ -23,7 +23,8 @@ its last finished window (`state`, one JSON line per window).
 
 How it spends two cores: up to `batch_windows` windows are decoded as one greedy batch, and a side
 thread computes the windows' model inputs (encoder states, frame speaker stream) ahead of the decoding;
-in a recording of more than one batch it first takes half of the discovery's speaker embeddings. Each
+in a recording of more than one batch it first takes half of the discovery's speaker embeddings. A beam
+search (`num_beams` > 1) decodes window by window, the side thread taking every other window. Each
 thread runs torch on one core: the work is many small operations, which a second thread inside one
 operation does not speed up, while two operations side by side nearly halve the time.
 """
@@ -184,12 +185,13 @@ class SpeakerLMEngine(Engine):
                 inputs = _gather(pending)
                 if g + 1 < len(groups):
                     pending = self._inputs_later(side, wave, windows, groups[g + 1])
-                searcher = side if side is not None and g + 1 == len(groups) and self.options.num_beams > 1 else None
+                # a beam search decodes window by window: the side thread takes every other window, after the
+                # next windows' inputs; greedy batches decode here, on every core once the side thread is done
+                searcher = side if self.options.num_beams > 1 else None
                 if g + 1 == len(groups) and side is not None and searcher is None:
-                    torch.set_num_threads(threads)  # the side thread has nothing left: the last batch gets every core
+                    torch.set_num_threads(threads)
                 prompts = [self._window_voiceprints(voices, clusters, windows[i], wave, frames) if local else voices
                            for i in group]
-                # a beam search decodes window by window: there the idle side thread takes every other one
                 found_all = self.decode_windows(inputs, prompts, searcher)
                 for i, found in zip(group, found_all):
                     timed, new_voices = self._place(found, windows[i], regions, wave, frames, clusters, n_anon)
