@@ -24,7 +24,7 @@ its last finished window (`state`, one JSON line per window).
 How it spends two cores: up to `batch_windows` windows are decoded as one greedy batch, and a side
 thread computes the windows' model inputs (encoder states, frame speaker stream) ahead of the decoding;
 in a recording of more than one batch it first takes half of the discovery's speaker embeddings. A beam
-search (`num_beams` > 1) decodes window by window, the side thread taking every other window. Each
+search (`num_beams` > 1) decodes window by window, the two threads sharing the windows. Each
 thread runs torch on one core: the work is many small operations, which a second thread inside one
 operation does not speed up, while two operations side by side nearly halve the time.
 """
@@ -185,14 +185,13 @@ class SpeakerLMEngine(Engine):
                 inputs = _gather(pending)
                 if g + 1 < len(groups):
                     pending = self._inputs_later(side, wave, windows, groups[g + 1])
-                # a beam search decodes window by window: the side thread takes every other window, after the
-                # next windows' inputs; greedy batches decode here, on every core once the side thread is done
-                searcher = side if self.options.num_beams > 1 else None
-                if g + 1 == len(groups) and side is not None and searcher is None:
+                # greedy batches decode here, on every core once the side thread is done; a beam search
+                # shares its windows with the side thread (decode_windows)
+                if g + 1 == len(groups) and side is not None and self.options.num_beams == 1:
                     torch.set_num_threads(threads)
                 prompts = [self._window_voiceprints(voices, clusters, windows[i], wave, frames) if local else voices
                            for i in group]
-                found_all = self.decode_windows(inputs, prompts, searcher)
+                found_all = self.decode_windows(inputs, prompts, side)
                 for i, found in zip(group, found_all):
                     timed, new_voices = self._place(found, windows[i], regions, wave, frames, clusters, n_anon)
                     log.append(_window_record(i, timed, new_voices))
@@ -252,10 +251,11 @@ class SpeakerLMEngine(Engine):
         return_freed_memory()  # the encoder's and CAM++'s scratch: without this, +20-150 MB a window
         return audio, stream, duration(piece)
 
-    def decode_windows(self, inputs: list, voiceprints: list[Voiceprints], helper=None) -> list[list[Turn]]:
+    def decode_windows(self, inputs: list, voiceprints: list[Voiceprints], side=None) -> list[list[Turn]]:
         """Windows' inputs, each with the registered voices to choose from → untimed turns per window.
         Each window's prompt holds the `retrieval_k` voices that best match its frame speaker stream;
-        greedy windows are decoded together as one batch."""
+        greedy windows are decoded together as one batch, a beam search window by window, shared with
+        the `side` thread as the windows' inputs are (`_gather`)."""
         import torch
 
         from speakerlm.decoding import FALLBACK_TEMPERATURES, decode, decode_greedy_batch
@@ -268,12 +268,10 @@ class SpeakerLMEngine(Engine):
             examples.append(Example(audio, stream, slots, language=self.options.language))
             budgets.append(int(40 + 8 * seconds))
         temperatures = FALLBACK_TEMPERATURES if self.config.fallback else (0.0,)
-        if self.options.num_beams > 1:  # one window at a time; with a `helper` thread, every other one there
-            search = functools.partial(decode, self.model, num_beams=self.options.num_beams, temperatures=temperatures)
-            there = {k: helper.submit(search, ex, max_new_tokens=n)
-                     for k, (ex, n) in enumerate(zip(examples, budgets)) if helper is not None and k % 2}
-            here = {k: search(ex, max_new_tokens=n) for k, (ex, n) in enumerate(zip(examples, budgets)) if k not in there}
-            return [here[k] if k in here else there[k].result() for k in range(len(examples))]
+        if self.options.num_beams > 1:
+            jobs = [functools.partial(decode, self.model, ex, max_new_tokens=n, num_beams=self.options.num_beams,
+                                      temperatures=temperatures) for ex, n in zip(examples, budgets)]
+            return _gather([(side.submit(job) if side is not None else None, job) for job in jobs])
         greedy = decode_greedy_batch(self.model, examples, budgets, fusion=self.fusion, checked=True)
         # a window whose greedy answer fails Whisper's checks is decoded again at higher temperatures
         return [decode(self.model, ex, max_new_tokens=n, temperatures=temperatures, greedy=d)  # sampled: no fusion
