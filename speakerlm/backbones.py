@@ -201,20 +201,23 @@ class WhisperBackbone(Backbone):
         """The output layer's weight rows of `ids` (any shape) → (*ids.shape, d)."""
         return self.proj_out.weight[ids]
 
-    def batch(self, prompts: list[torch.Tensor], memories: list[torch.Tensor]) -> "WhisperBatch":
-        return WhisperBatch(self.decoder, prompts, memories)
+    def batch(self, prompts: list[torch.Tensor], memories: list[torch.Tensor], beams: int = 1) -> "WhisperBatch":
+        return WhisperBatch(self.decoder, prompts, memories, beams)
 
 
 class WhisperBatch:
-    """Several clips run by the Whisper decoder in lockstep, one input each per step: prompts
-    left-padded to one length, each row at its own positions, each row's cross-attention masked to
-    its own audio (memories differ in length). Written by hand around transformers' decoder layers
-    because its `WhisperDecoder` calls them without a cross-attention mask."""
+    """Several clips run by the Whisper decoder in lockstep, one input per row each step, `beams` rows
+    per clip (rows `c * beams` … `c * beams + beams - 1` are clip c's): prompts left-padded to one
+    length, each row at its own positions, each clip's cross-attention masked to its own audio
+    (memories differ in length). The rows of one clip share its audio's keys and values: their queries
+    go to the cross-attention as one clip's query positions, which is the same attention (nothing in
+    cross-attention is causal), so a beam search holds each clip's 12 MB of audio keys once. Written by
+    hand around transformers' decoder layers because its `WhisperDecoder` has no cross-attention mask."""
 
-    def __init__(self, decoder: nn.Module, prompts: list[torch.Tensor], memories: list[torch.Tensor]):
+    def __init__(self, decoder: nn.Module, prompts: list[torch.Tensor], memories: list[torch.Tensor], beams: int = 1):
         from transformers import DynamicCache, EncoderDecoderCache
 
-        self.decoder = decoder
+        self.decoder, self.beams = decoder, beams
         n, width = max(len(p) for p in prompts), max(len(m) for m in memories)
         x = prompts[0].new_zeros(len(prompts), n, prompts[0].shape[-1])
         self.memory = memories[0].new_zeros(len(memories), width, memories[0].shape[-1])
@@ -225,18 +228,26 @@ class WhisperBatch:
             self.memory[i, : len(m)], heard[i, : len(m)] = m, True
         self.memory_mask = heard[:, None, None, :]
         self.next_position = torch.tensor([len(p) for p in prompts])
+        if beams > 1:
+            x, self.valid = x.repeat_interleave(beams, 0), self.valid.repeat_interleave(beams, 0)
+            self.next_position = self.next_position.repeat_interleave(beams)
         positions = (torch.arange(n)[None] - (n - self.next_position)[:, None]).clamp(min=0)
         self.cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
         self.last = self._run(x, positions)[:, -1]  # shape: (rows, d)
 
     def _run(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        past, q = self.cache.get_seq_length(), x.shape[1]
+        past, (rows, q, d) = self.cache.get_seq_length(), x.shape
         keys, queries = torch.arange(past + q)[None], (past + torch.arange(q))[:, None]
         # causal; a padding position sees itself, so no row of the softmax is empty
         mask = (self.valid[:, None, None, :] | (keys == queries)) & (keys <= queries)  # (rows, 1, q, keys)
         h = x + self.decoder.embed_positions.weight[positions]
-        for layer in self.decoder.layers:
-            h = layer(h, mask, self.memory, encoder_attention_mask=self.memory_mask, cache=self.cache, use_cache=True)
+        for layer in self.decoder.layers:  # WhisperDecoderLayer.forward, the cross-attention per clip
+            h = h + layer.self_attn(layer.self_attn_layer_norm(h), cache=self.cache, attention_mask=mask)[0]
+            across = layer.encoder_attn_layer_norm(h).reshape(rows // self.beams, self.beams * q, d)
+            across = layer.encoder_attn(across, key_value_states=self.memory, attention_mask=self.memory_mask,
+                                        cache=self.cache)[0]
+            h = h + across.reshape(rows, q, d)
+            h = h + layer.fc2(layer.activation_fn(layer.fc1(layer.final_layer_norm(h))))
         return self.decoder.layer_norm(h)
 
     def step(self, embeds: torch.Tensor, taken: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -250,18 +261,25 @@ class WhisperBatch:
         self.last = torch.where(taken[:, None], hidden, self.last)
         return self.last
 
-    def keep(self, rows: list[int]) -> None:
-        """Go on with these rows (in increasing order) only: the others have finished. The audio's
-        keys and values (the batch's largest tensors, 12 MB a row) are moved up in place, not copied."""
+    def keep(self, clips: list[int], rows: Optional[list[int]] = None) -> None:
+        """Go on with these clips (in increasing order) only, the others having finished, and with
+        `rows` (the earlier row each new row continues; by default the kept clips' own rows): a beam
+        search's kept beams, a row repeated where two beams grow from one. The audio's keys and values
+        (the batch's largest tensors, 12 MB a clip) are moved up in place, not copied."""
         def move_up(tensor: torch.Tensor) -> torch.Tensor:
-            for j, i in enumerate(rows):
+            for j, i in enumerate(clips):
                 if i != j:
                     tensor[j] = tensor[i]
-            return tensor[: len(rows)]
+            return tensor[: len(clips)]
 
-        for layer in self.cache.cross_attention_cache.layers:
-            layer.keys, layer.values = move_up(layer.keys), move_up(layer.values)
-        self.memory, self.memory_mask = move_up(self.memory), move_up(self.memory_mask)
+        if clips != list(range(len(self.memory))):
+            for layer in self.cache.cross_attention_cache.layers:
+                layer.keys, layer.values = move_up(layer.keys), move_up(layer.values)
+            self.memory, self.memory_mask = move_up(self.memory), move_up(self.memory_mask)
+        if rows is None:
+            rows = [c * self.beams + b for c in clips for b in range(self.beams)]
+        if rows == list(range(len(self.last))):
+            return
         index = torch.tensor(rows)
         self.cache.self_attention_cache.reorder_cache(index)  # small: copied
         self.valid, self.next_position, self.last = self.valid[index], self.next_position[index], self.last[index]

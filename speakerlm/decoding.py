@@ -18,6 +18,7 @@ gets another try instead of losing its speech.
 
 from __future__ import annotations
 
+import functools
 import zlib
 from dataclasses import dataclass, replace
 from typing import Optional
@@ -125,13 +126,13 @@ def decode_greedy_batch(model: SpeakerLM, examples: list[Example], max_new_token
                     continue
                 score = beam.score + float(best.values[r])
                 token = int(best.indices[r])
-                grown, payload, looped = _extend(model, beam, score, token, repeat_limit)
+                grown, ended, looped = _extend(model, beam, score, token, repeat_limit)
                 if grown is None:
-                    results[i] = _result(backbone, score, payload, looped)
+                    results[i] = _result(backbone, score, ended, looped)
                 else:
                     beams[i] = grown
                     going.append(r)
-                    inputs.append(payload)
+                    inputs.append(_next_input(model, grown, token))
                     heard.append(_words_or_time(backbone, beam, token))
             if not going:
                 break
@@ -180,12 +181,18 @@ SHORTLIST = 64  # tokens per row that greedy decoding computes exactly, from an 
 
 
 def _greedy_choice(model: SpeakerLM, hidden: torch.Tensor, banned: list[list[int]], mixed: Optional[tuple] = None):
-    """(log-probability, token) of each row's most probable next token; `banned` adds tokens per row
-    to the backbone's suppressed ones. With an int8 copy of the output layer (`add_int8_output_layer`),
+    """(log-probability, token) of each row's most probable next token (see `_logprobs`)."""
+    return _logprobs(model, hidden, banned, mixed).max(-1)
+
+
+def _logprobs(model: SpeakerLM, hidden: torch.Tensor, banned: list[list[int]], mixed: Optional[tuple] = None):
+    """(rows, vocab) next-token log-probabilities; `banned` adds tokens per row to the backbone's
+    suppressed ones. With an int8 copy of the output layer (`add_int8_output_layer`),
     that copy scores all tokens (a quarter of the memory traffic, which is what a step's output layer
-    costs) and only the SHORTLIST best are computed exactly: the choice is the exact argmax unless
-    int8 rounding (at most 0.09 on a logit, random inputs to the bundled model's layer) pushes it out
-    of the top 64, and the log-probability's normaliser takes the int8 values for the other tokens.
+    costs) and only the SHORTLIST best are computed exactly: a greedy choice is the exact argmax, a
+    beam's few best tokens the exact ones, unless int8 rounding (at most 0.09 on a logit, random inputs
+    to the bundled model's layer) pushes them out of the top 64; the normaliser and the other tokens
+    take the int8 values.
     `mixed` = (WordFusion, Whisper's hidden states, rows): those rows' word scores mixed with Whisper's,
     every logit computed exactly (a shortlist of the model's alone could miss Whisper's choice)."""
     backbone = model.backbone
@@ -211,7 +218,7 @@ def _greedy_choice(model: SpeakerLM, hidden: torch.Tensor, banned: list[list[int
     if mixed is not None and mixed[2]:
         fusion, whisper_hidden, rows = mixed
         logprobs[rows] = fusion.mix(logprobs[rows], whisper_hidden[rows])
-    return logprobs.max(-1)
+    return logprobs
 
 
 class WordFusion:
@@ -249,76 +256,148 @@ class WordFusion:
         self.row.step(self.backbone.embed_tokens(torch.tensor([token])))
 
 
-def _decode(model: SpeakerLM, ex: Example, max_new_tokens: int, num_beams: int, repeat_limit: int,
-            temperature: float = 0.0, fusion: Optional[WordFusion] = None) -> Decoded:
-    from transformers import DynamicCache
-
-    sampler: Optional[torch.Generator] = None
-    if temperature > 0:  # one sampled path; the speaker choice stays the pointer's argmax
-        num_beams, sampler = 1, torch.Generator().manual_seed(0)
+@torch.inference_mode()
+@timed("decoding")
+def decode_beam_batch(model: SpeakerLM, examples: list[Example], max_new_tokens: list[int], num_beams: int,
+                      repeat_limit: int = 4) -> list[Decoded]:
+    """A beam search for several clips at once: for each clip the answer `decode(model, ex, n,
+    num_beams)` gives (up to the rounding of batched arithmetic), with every clip's beams as rows of
+    one decoder pass per step, `num_beams` rows a clip sharing its audio's keys and values
+    (`WhisperBatch`). Why: a step of one clip's few beams costs nearly what a step of all clips' beams
+    does (many small operations, the output layer's weights read once). A clip with fewer live beams
+    fills its rows with copies of its first, which are never read. A backbone without a batched
+    decoder searches the clips one by one."""
     backbone = model.backbone
-    setup = _Setup.of(model, ex, max_new_tokens)
-    names, slot_embs, presence, prompt = setup.names, setup.slot_embs, setup.presence, setup.prompt
-    memory = None if setup.memory is None else setup.memory[None]
-    cache = DynamicCache()
-    hidden, cache = backbone.run(prompt[None], torch.ones(1, len(prompt), dtype=torch.long), memory, cache)
-    last = hidden[:, -1]  # shape: (beams, d)
-    beams = [_first_beam(ex)]
-    finished: list[tuple[float, Beam, bool]] = []  # (score, the ended beam, cut short by the loop guard)
-    suppressed = list(backbone.suppressed) + _banned(backbone, ex)
-    if fusion is not None:
-        assert num_beams == 1 and sampler is None, "word fusion decodes greedily"
-        fusion.start(ex)
-    for _ in range(setup.budget):
-        logprobs = model.logits(last).float()
-        logprobs[:, suppressed] = float("-inf")
-        logprobs = logprobs.log_softmax(-1)
-        if fusion is not None and _writing(beams[0]):
-            logprobs = fusion.fuse(logprobs)
+    if not hasattr(backbone, "batch"):
+        with model.autocast():
+            return [_decode(model, ex, n, num_beams, repeat_limit) for ex, n in zip(examples, max_new_tokens)]
+    with model.autocast():
+        setups = [_Setup.of(model, ex, n) for ex, n in zip(examples, max_new_tokens)]
+        batch = backbone.batch([c.prompt for c in setups], [c.memory for c in setups], beams=num_beams)
+        searches = [_Search(model, ex, setup, num_beams, repeat_limit) for ex, setup in zip(examples, setups)]
+        banned = [_banned(backbone, ex) for ex in examples]
+        results: list[Optional[Decoded]] = [None] * len(examples)
+        clips = list(range(len(examples)))  # the clip of each group of `num_beams` rows
+        for step in range(max(c.budget for c in setups) + 1):
+            logprobs = _logprobs(model, batch.last, [banned[i] for i in clips for _ in range(num_beams)])
+            kept, rows, inputs = [], [], []
+            for g, i in enumerate(clips):
+                search, first = searches[i], g * num_beams
+                live = None
+                if step < setups[i].budget:  # as long as it may write; then the answer so far
+                    mine = slice(first, first + len(search.beams))
+                    live = search.advance(logprobs[mine], batch.last[mine])
+                if live is None:
+                    results[i] = search.result()
+                    continue
+                kept.append(g)
+                fill = num_beams - len(live)
+                rows += [first + parent for parent, _, _ in live] + [first + live[0][0]] * fill
+                inputs += [x for _, x, _ in live] + [live[0][1]] * fill
+            if not kept:
+                break
+            batch.keep(kept, rows)
+            clips = [clips[g] for g in kept]
+            batch.step(torch.stack(inputs))
+    return results
+
+
+class _Search:
+    """One clip's beam search between decoder steps: its live beams (which the decoder holds as rows,
+    in this order) and the hypotheses that have ended. Greedy is one beam; with a `temperature` one
+    path is sampled instead, from a generator seeded per clip so runs repeat."""
+
+    def __init__(self, model: SpeakerLM, ex: Example, setup: "_Setup", num_beams: int, repeat_limit: int,
+                 temperature: float = 0.0):
+        self.model, self.setup, self.repeat_limit = model, setup, repeat_limit
+        self.sampler = torch.Generator().manual_seed(0) if temperature > 0 else None
+        self.num_beams, self.temperature = (1 if self.sampler is not None else num_beams), temperature
+        self.beams = [_first_beam(ex)]
+        self.finished: list[tuple[float, Beam, bool]] = []  # (score, the ended beam, cut short by the loop guard)
+
+    def advance(self, logprobs: torch.Tensor, last: torch.Tensor) -> Optional[list]:
+        """One step from each live beam's next-token log-probabilities (beams, vocab) and hidden state
+        (beams, d; the pointer reads it at a turn marker): the beams going on as (parent, next input,
+        token or None for a speaker), or None when the search is over."""
+        model, num_beams = self.model, self.num_beams
+        backbone, setup = model.backbone, self.setup
         if num_beams > 1 and backbone.time_ids:  # a search over beams needs them (greedy: see _time_rule)
-            _time_rule(backbone, logprobs, beams)
+            _time_rule(backbone, logprobs, self.beams)
         # (score, parent beam, new beam or None when finished, next input or the ended beam, looped, token)
         candidates = []
-        for b, beam in enumerate(beams):
+        for b, beam in enumerate(self.beams):
             if beam.at_marker:
-                label, cls, n_anon = _choose_speaker(model, last[b : b + 1], slot_embs, names, beam.n_anonymous, presence)
+                label, cls, n_anon = _choose_speaker(model, last[b : b + 1], setup.slot_embs, setup.names,
+                                                     beam.n_anonymous, setup.presence)
                 candidates.append((beam.score, b, replace(beam, turns=beam.turns + ((label, ()),), n_anonymous=n_anon, at_marker=False),
-                                   model.speaker_input(cls, slot_embs), False, None))
+                                   model.speaker_input(cls, setup.slot_embs), False, None))
                 continue
             # one more than the beams, so an ending never crowds out all; before the first turn only one
             # way on: whatever comes first opens a turn, so beams do not duplicate
-            if sampler is None:
+            if self.sampler is None:
                 top = logprobs[b].topk(num_beams + 1 if beam.turns else 1)
                 choices = zip(top.values.tolist(), top.indices.tolist())
             else:
-                token = int(torch.multinomial((logprobs[b] / temperature).softmax(-1), 1, generator=sampler))
+                token = int(torch.multinomial((logprobs[b] / self.temperature).softmax(-1), 1, generator=self.sampler))
                 choices = [(float(logprobs[b, token]), token)]
             for lp, token in choices:
-                grown, payload, looped = _extend(model, beam, beam.score + lp, token, repeat_limit)
-                candidates.append((beam.score + lp, b, grown, payload, looped, token))
+                grown, ended, looped = _extend(model, beam, beam.score + lp, token, self.repeat_limit)
+                candidates.append((beam.score + lp, b, grown, ended, looped, token))
         candidates.sort(key=lambda c: -c[0])
         live = []
         for rank, c in enumerate(candidates):  # as HF: an ending counts only if it ranks among the beams
             if c[2] is None:
                 if rank < num_beams:
-                    finished.append((c[0], c[3], c[4]))
+                    self.finished.append((c[0], c[3], c[4]))
             elif len(live) < num_beams:
                 live.append(c)
-        if not live or _settled(finished, live, num_beams):
+        if not live or _settled(self.finished, live, num_beams):
+            return None
+        self.beams = [c[2] for c in live]
+        return [(c[1], _next_input(model, c[2], c[5]) if c[3] is None else c[3], c[5]) for c in live]
+
+    def result(self) -> Decoded:
+        pool = self.finished or [(beam.score, beam, False) for beam in self.beams]
+        return _result(self.model.backbone, *max(pool, key=lambda f: f[0] / _length(f[1].turns)))  # length-normalised, as HF
+
+
+def _decode(model: SpeakerLM, ex: Example, max_new_tokens: int, num_beams: int, repeat_limit: int,
+            temperature: float = 0.0, fusion: Optional[WordFusion] = None) -> Decoded:
+    from transformers import DynamicCache
+
+    backbone = model.backbone
+    setup = _Setup.of(model, ex, max_new_tokens)
+    search = _Search(model, ex, setup, num_beams, repeat_limit, temperature)
+    memory = None if setup.memory is None else setup.memory[None]
+    cache = DynamicCache()
+    hidden, cache = backbone.run(setup.prompt[None], torch.ones(1, len(setup.prompt), dtype=torch.long), memory, cache)
+    last = hidden[:, -1]  # shape: (beams, d)
+    suppressed = list(backbone.suppressed) + _banned(backbone, ex)
+    if fusion is not None:
+        assert search.num_beams == 1, "word fusion decodes greedily"
+        fusion.start(ex)
+    for _ in range(setup.budget):
+        logprobs = model.logits(last).float()
+        logprobs[:, suppressed] = float("-inf")
+        logprobs = logprobs.log_softmax(-1)
+        before = search.beams[0]
+        if fusion is not None and _writing(before):
+            logprobs = fusion.fuse(logprobs)
+        live = search.advance(logprobs, last)
+        if live is None:
             break
-        if fusion is not None and live[0][5] is not None and _words_or_time(backbone, beams[0], live[0][5]):
-            fusion.advance(live[0][5])
-        parents = [c[1] for c in live]
-        if parents != list(range(len(beams))):  # one beam going on as itself needs no reordering
+        token = live[0][2]
+        if fusion is not None and token is not None and _words_or_time(backbone, before, token):
+            fusion.advance(token)
+        parents = [parent for parent, _, _ in live]
+        if parents != list(range(len(parents))) or len(parents) != len(last):  # one beam going on as itself needs no reordering
             cache.reorder_cache(torch.tensor(parents))
-        beams = [c[2] for c in live]
-        embeds = torch.stack([c[3] for c in live])[:, None]
+        embeds = torch.stack([x for _, x, _ in live])[:, None]
         past = cache.get_seq_length()
-        mem = None if memory is None else memory.expand(len(beams), -1, -1)
-        hidden, cache = backbone.run(embeds, torch.ones(len(beams), past + 1, dtype=torch.long), mem, cache)
+        mem = None if memory is None else memory.expand(len(live), -1, -1)
+        hidden, cache = backbone.run(embeds, torch.ones(len(live), past + 1, dtype=torch.long), mem, cache)
         last = hidden[:, -1]
-    pool = finished or [(beam.score, beam, False) for beam in beams]
-    return _result(backbone, *max(pool, key=lambda f: f[0] / _length(f[1].turns)))  # length-normalised, as HF
+    return search.result()
 
 
 def _time_rule(backbone, logprobs: torch.Tensor, beams: list[Beam]) -> None:
@@ -330,7 +409,7 @@ def _time_rule(backbone, logprobs: torch.Tensor, beams: list[Beam]) -> None:
     uncertain times besides its marker, and beams run turns together to save it (on `real`, "Ten of
     clubs" and the next speaker's sentence became one turn). Greedy decoding goes without: there the
     rule changed little and not for the better on `dev` (docs/results.md)."""
-    times = torch.tensor(backbone.time_ids)
+    times = _time_tensor(backbone.time_ids)
     for b, beam in enumerate(beams):
         if beam.at_marker:
             continue
@@ -349,21 +428,33 @@ def _time_rule(backbone, logprobs: torch.Tensor, beams: list[Beam]) -> None:
         logprobs[b, times[best]] = total
 
 
+@functools.lru_cache(maxsize=4)
+def _time_tensor(time_ids: range) -> torch.Tensor:
+    return torch.tensor(time_ids)
+
+
 def _extend(model: SpeakerLM, beam: Beam, score: float, token: int, repeat_limit: int):
-    """A beam after writing `token`: (the grown beam, its next input, False), or (None, the ended
-    beam, whether a loop guard ended it)."""
+    """A beam after writing `token`: (the grown beam, None, False), or (None, the ended beam, whether
+    a loop guard ended it). The grown beam's next input is `_next_input`'s, made only for the beams
+    kept."""
     backbone = model.backbone
     if token == backbone.eos_id:
         return None, beam, False
     if token in backbone.time_ids and not beam.turns:  # the first turn's start
-        return replace(beam, score=score, lead=beam.lead + (token,)), backbone.embed_tokens(torch.tensor([token]))[0], False
+        return replace(beam, score=score, lead=beam.lead + (token,)), None, False
     if token == backbone.turn_id or not beam.turns:  # text before any marker opens a turn too
-        return replace(beam, score=score, at_marker=True), model.turn_embedding, False
+        return replace(beam, score=score, at_marker=True), None, False
     label, ids = beam.turns[-1]
     grown = beam.turns[:-1] + ((label, ids + (token,)),)
     if _looping(ids + (token,), repeat_limit):
         return None, replace(beam, turns=grown), True
-    return replace(beam, score=score, turns=grown), backbone.embed_tokens(torch.tensor([token]))[0], False
+    return replace(beam, score=score, turns=grown), None, False
+
+
+def _next_input(model: SpeakerLM, grown: Beam, token: int) -> torch.Tensor:
+    """The decoder's next input after `_extend` grew a beam by `token`: the turn marker's embedding
+    where it opened a turn (text before any marker opens one too), else the token's."""
+    return model.turn_embedding if grown.at_marker else model.backbone.embed_tokens(torch.tensor([token]))[0]
 
 
 def _writing(beam: Beam) -> bool:

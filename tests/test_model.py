@@ -11,7 +11,7 @@ from speakerlm.audio import SAMPLE_RATE, load_audio
 from speakerlm.features import frame_speaker_stream, log_mel_windows, n_frames
 from speakerlm.checkpoint import load_model, save, trained_state_dict
 from speakerlm.decoding import (FALLBACK_TEMPERATURES, Decoded, _compression_ratio, _decode, _looping, decode,
-                                decode_greedy_batch, until_repeated)
+                                decode_beam_batch, decode_greedy_batch, until_repeated)
 from speakerlm.model import Example, SpeakerLM, SpeakerLMConfig
 from speakerlm.pretrained.speaker_encoder import load_speaker_encoder
 from speakerlm.train import TrainConfig, set_trainable
@@ -275,6 +275,29 @@ def test_batched_greedy_decoding_writes_what_each_clip_alone_writes(trained_whis
             hidden, cache = backbone.run(prompt[None], torch.ones(1, len(prompt)), memory[None], DynamicCache())
             then, _ = backbone.run(nxt[i][None, None], torch.ones(1, len(prompt) + 1), memory[None], cache)
             assert torch.allclose(stepped[i], then[0, -1], atol=1e-4), i
+
+
+def test_batched_beam_search_finds_what_each_clip_alone_finds(trained_whisper):
+    """Clips of different lengths, registrations and tasks searched as one batch, their beams rows that
+    share the clip's audio: each clip's answer is the one-clip search's, for the overfit model and for
+    an untrained one, whose uncertain words make the beams part ways (and differ from greedy)."""
+    model, batch, _ = trained_whisper
+    match, over, no = batch
+    short = Example(match.audio[: match.audio.shape[0] // 2], match.frame_speaker[: match.audio.shape[0] // 2], match.slots)
+    asr = Example(match.audio, match.frame_speaker, [], task="asr")
+    clips, budgets = [match, over, short, no, asr], [400, 400, 400, 6, 400]
+    for beams in (2, 3):
+        found = decode_beam_batch(model, clips, budgets, beams)
+        assert [d.turns for d in found] == [decode(model, ex, n, num_beams=beams) for ex, n in zip(clips, budgets)]
+    assert found[0].turns == match.turns
+    torch.manual_seed(1)
+    untrained = SpeakerLM(replace(model.config, timestamps=True)).eval()
+    budgets = [40, 25, 40, 6, 30]
+    found = decode_beam_batch(untrained, clips, budgets, 3)
+    alone = [decode(untrained, ex, n, num_beams=3) for ex, n in zip(clips, budgets)]
+    assert [d.turns for d in found] == alone
+    assert alone != [decode(untrained, ex, n) for ex, n in zip(clips, budgets)]
+    assert untrained.backbone.time_ids  # so each step went through the time rule, in both searches
 
 
 def test_word_fusion_feeds_whisper_the_words_and_lets_it_choose_them(trained_whisper):

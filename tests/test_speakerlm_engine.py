@@ -186,7 +186,8 @@ def test_turn_times_the_model_wrote_move_into_the_recording_and_stay_in_their_wi
 
 
 def test_beam_search_on_two_threads_writes_what_one_thread_writes(prints):
-    """With two threads the side thread searches every other window: the same turns as one thread."""
+    """With two threads (the windows' beams searched as one batch on both cores, the side thread
+    computing inputs beside): the same turns as one thread."""
     import torch
 
     beams = SpeakerLMEngine(TranscribeOptions(engine="speakerlm", num_beams=2))

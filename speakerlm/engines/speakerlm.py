@@ -21,11 +21,11 @@ each word of those turns then takes the discovered voice speaking at its time, a
 its words: on the held-out sets this beats the pointer's per-turn choice by a wide margin. An interrupted run resumes from
 its last finished window (`state`, one JSON line per window).
 
-How it spends two cores: up to `batch_windows` windows are decoded as one greedy batch, and a side
-thread computes the windows' model inputs (encoder states, frame speaker stream) ahead of the decoding;
-in a recording of more than one batch it first takes half of the discovery's speaker embeddings. A beam
-search (`num_beams` > 1) decodes window by window, the two threads sharing the windows. Each
-thread runs torch on one core: the work is many small operations, which a second thread inside one
+How it spends two cores: up to `batch_windows` windows are decoded as one batch (greedy, or a beam
+search whose beams are the batch's rows, `num_beams` a window), and a side thread computes the
+windows' model inputs (encoder states, frame speaker stream) ahead of the decoding; in a recording of
+more than one batch it first takes half of the discovery's speaker embeddings. Each thread runs torch
+on one core: the work is many small operations, which a second thread inside one
 operation does not speed up, while two operations side by side nearly halve the time.
 """
 
@@ -185,13 +185,12 @@ class SpeakerLMEngine(Engine):
                 inputs = _gather(pending)
                 if g + 1 < len(groups):
                     pending = self._inputs_later(side, wave, windows, groups[g + 1])
-                # greedy batches decode here, on every core once the side thread is done; a beam search
-                # shares its windows with the side thread (decode_windows)
-                if g + 1 == len(groups) and side is not None and self.options.num_beams == 1:
+                # batches decode here, on every core once the side thread is done
+                if g + 1 == len(groups) and side is not None:
                     torch.set_num_threads(threads)
                 prompts = [self._window_voiceprints(voices, clusters, windows[i], wave, frames) if local else voices
                            for i in group]
-                found_all = self.decode_windows(inputs, prompts, side)
+                found_all = self.decode_windows(inputs, prompts)
                 for i, found in zip(group, found_all):
                     timed, new_voices = self._place(found, windows[i], regions, wave, frames, clusters, n_anon)
                     log.append(_window_record(i, timed, new_voices))
@@ -251,14 +250,13 @@ class SpeakerLMEngine(Engine):
         return_freed_memory()  # the encoder's and CAM++'s scratch: without this, +20-150 MB a window
         return audio, stream, duration(piece)
 
-    def decode_windows(self, inputs: list, voiceprints: list[Voiceprints], side=None) -> list[list[Turn]]:
+    def decode_windows(self, inputs: list, voiceprints: list[Voiceprints]) -> list[list[Turn]]:
         """Windows' inputs, each with the registered voices to choose from → untimed turns per window.
         Each window's prompt holds the `retrieval_k` voices that best match its frame speaker stream;
-        greedy windows are decoded together as one batch, a beam search window by window, shared with
-        the `side` thread as the windows' inputs are (`_gather`)."""
+        the windows are decoded together as one batch, greedy or a beam search."""
         import torch
 
-        from speakerlm.decoding import FALLBACK_TEMPERATURES, decode, decode_greedy_batch
+        from speakerlm.decoding import FALLBACK_TEMPERATURES, decode, decode_beam_batch, decode_greedy_batch
         from speakerlm.model import Example
 
         examples, budgets = [], []
@@ -268,14 +266,14 @@ class SpeakerLMEngine(Engine):
             examples.append(Example(audio, stream, slots, language=self.options.language))
             budgets.append(int(40 + 8 * seconds))
         temperatures = FALLBACK_TEMPERATURES if self.config.fallback else (0.0,)
-        if self.options.num_beams > 1:
-            jobs = [functools.partial(decode, self.model, ex, max_new_tokens=n, num_beams=self.options.num_beams,
-                                      temperatures=temperatures) for ex, n in zip(examples, budgets)]
-            return _gather([(side.submit(job) if side is not None else None, job) for job in jobs])
-        greedy = decode_greedy_batch(self.model, examples, budgets, fusion=self.fusion, checked=True)
-        # a window whose greedy answer fails Whisper's checks is decoded again at higher temperatures
+        beams = self.options.num_beams
+        if beams > 1:
+            first = decode_beam_batch(self.model, examples, budgets, beams)
+        else:
+            first = decode_greedy_batch(self.model, examples, budgets, fusion=self.fusion, checked=True)
+        # a window whose first answer fails Whisper's checks is decoded again at higher temperatures
         return [decode(self.model, ex, max_new_tokens=n, temperatures=temperatures, greedy=d)  # sampled: no fusion
-                if self.config.fallback else d.turns for d, ex, n in zip(greedy, examples, budgets)]
+                if self.config.fallback else d.turns for d, ex, n in zip(first, examples, budgets)]
 
     def _place(self, found: list[Turn], window: Region, regions: list[Region], wave: np.ndarray,
                frames: Optional[np.ndarray], clusters: dict[str, int], n_anon: int) -> tuple[list[Turn], Voiceprints]:
