@@ -55,6 +55,8 @@ def cmd_transcribe(args: argparse.Namespace) -> None:
         state = _state_file(audio, transcriber.options, voiceprints)  # finished work: a rerun resumes there
         transcript = transcriber.transcribe(audio, voiceprints=voiceprints, num_speakers=count.num,
                                             min_speakers=count.min, max_speakers=count.max, state=state)
+        if not transcript.turns:
+            print(f"speakerlm: warning: {audio}: no speech recognised; the transcript is empty", file=sys.stderr)
         if args.timeline:
             from speakerlm.plots import plot_timeline
 
@@ -136,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--whisper", help="Whisper model of the cascade and plain engines: tiny.en (default), base, "
                    "or a local HF folder (the SpeakerLM model is built on its own Whisper)")
     t.add_argument("--language", default="en", help="language code for multilingual Whisper (default en)")
-    t.add_argument("--beams", type=int, help="beam size, 1 = greedy (default: 5 for cascade and plain, 1 for the model)")
+    t.add_argument("--beams", type=int, help="beam size, 1 = greedy (default: 5 for cascade and plain, 4 for the model)")
     t.add_argument("--speaker-encoder", choices=("campp", "ge2e"),
                    help="voiceprint model of the cascade (default campp; the SpeakerLM model uses its own)")
     t.add_argument("--num-speakers", type=int, help="the number of speakers, when known")

@@ -1,7 +1,9 @@
 """Decoding: SpeakerLM's output for one clip, by beam search over words (greedy = one beam).
 
 Beams advance in lockstep, one input each per step (a word, the turn marker, or the chosen speaker),
-so they share one batched KV cache that is reordered as beams are kept. At each turn marker the
+so they share one batched KV cache that is reordered as beams are kept (`_Search` is one clip's search
+between steps). Several clips decode as one batch: greedily (`decode_greedy_batch`) or by beam search
+(`decode_beam_batch`, every clip's beams rows of one decoder pass). At each turn marker the
 pointer picks the speaker (its argmax: the speaker choice is not searched over); two guards stop
 loops: an n-gram repeated within a turn, and a turn that says again what an earlier one said.
 
@@ -147,6 +149,52 @@ def decode_greedy_batch(model: SpeakerLM, examples: list[Example], max_new_token
     return results if checked else [d.turns for d in results]
 
 
+@torch.inference_mode()
+@timed("decoding")
+def decode_beam_batch(model: SpeakerLM, examples: list[Example], max_new_tokens: list[int], num_beams: int,
+                      repeat_limit: int = 4) -> list[Decoded]:
+    """A beam search for several clips at once: for each clip the answer `decode(model, ex, n,
+    num_beams)` gives (up to the rounding of batched arithmetic), with every clip's beams as rows of
+    one decoder pass per step, `num_beams` rows a clip sharing its audio's keys and values
+    (`WhisperBatch`). Why: a step of one clip's few beams costs nearly what a step of all clips' beams
+    does (many small operations, the output layer's weights read once). A clip with fewer live beams
+    fills its rows with copies of its first, which are never read. A backbone without a batched
+    decoder searches the clips one by one."""
+    backbone = model.backbone
+    if not hasattr(backbone, "batch"):
+        with model.autocast():
+            return [_decode(model, ex, n, num_beams, repeat_limit) for ex, n in zip(examples, max_new_tokens)]
+    with model.autocast():
+        setups = [_Setup.of(model, ex, n) for ex, n in zip(examples, max_new_tokens)]
+        batch = backbone.batch([c.prompt for c in setups], [c.memory for c in setups], beams=num_beams)
+        searches = [_Search(model, ex, setup, num_beams, repeat_limit) for ex, setup in zip(examples, setups)]
+        banned = [_banned(backbone, ex) for ex in examples]
+        results: list[Optional[Decoded]] = [None] * len(examples)
+        clips = list(range(len(examples)))  # the clip of each group of `num_beams` rows
+        for step in range(max(c.budget for c in setups) + 1):
+            logprobs = _logprobs(model, batch.last, [banned[i] for i in clips for _ in range(num_beams)])
+            kept, rows, inputs = [], [], []
+            for g, i in enumerate(clips):
+                search, first = searches[i], g * num_beams
+                live = None
+                if step < setups[i].budget:  # as long as it may write; then the answer so far
+                    mine = slice(first, first + len(search.beams))
+                    live = search.advance(logprobs[mine], batch.last[mine])
+                if live is None:
+                    results[i] = search.result()
+                    continue
+                kept.append(g)
+                fill = num_beams - len(live)
+                rows += [first + parent for parent, _, _ in live] + [first + live[0][0]] * fill
+                inputs += [x for _, x, _ in live] + [live[0][1]] * fill
+            if not kept:
+                break
+            batch.keep(kept, rows)
+            clips = [clips[g] for g in kept]
+            batch.step(torch.stack(inputs))
+    return results
+
+
 @dataclass(frozen=True)
 class _Setup:
     """What decoding one clip starts from, whichever way it is decoded."""
@@ -254,52 +302,6 @@ class WordFusion:
 
     def advance(self, token: int) -> None:
         self.row.step(self.backbone.embed_tokens(torch.tensor([token])))
-
-
-@torch.inference_mode()
-@timed("decoding")
-def decode_beam_batch(model: SpeakerLM, examples: list[Example], max_new_tokens: list[int], num_beams: int,
-                      repeat_limit: int = 4) -> list[Decoded]:
-    """A beam search for several clips at once: for each clip the answer `decode(model, ex, n,
-    num_beams)` gives (up to the rounding of batched arithmetic), with every clip's beams as rows of
-    one decoder pass per step, `num_beams` rows a clip sharing its audio's keys and values
-    (`WhisperBatch`). Why: a step of one clip's few beams costs nearly what a step of all clips' beams
-    does (many small operations, the output layer's weights read once). A clip with fewer live beams
-    fills its rows with copies of its first, which are never read. A backbone without a batched
-    decoder searches the clips one by one."""
-    backbone = model.backbone
-    if not hasattr(backbone, "batch"):
-        with model.autocast():
-            return [_decode(model, ex, n, num_beams, repeat_limit) for ex, n in zip(examples, max_new_tokens)]
-    with model.autocast():
-        setups = [_Setup.of(model, ex, n) for ex, n in zip(examples, max_new_tokens)]
-        batch = backbone.batch([c.prompt for c in setups], [c.memory for c in setups], beams=num_beams)
-        searches = [_Search(model, ex, setup, num_beams, repeat_limit) for ex, setup in zip(examples, setups)]
-        banned = [_banned(backbone, ex) for ex in examples]
-        results: list[Optional[Decoded]] = [None] * len(examples)
-        clips = list(range(len(examples)))  # the clip of each group of `num_beams` rows
-        for step in range(max(c.budget for c in setups) + 1):
-            logprobs = _logprobs(model, batch.last, [banned[i] for i in clips for _ in range(num_beams)])
-            kept, rows, inputs = [], [], []
-            for g, i in enumerate(clips):
-                search, first = searches[i], g * num_beams
-                live = None
-                if step < setups[i].budget:  # as long as it may write; then the answer so far
-                    mine = slice(first, first + len(search.beams))
-                    live = search.advance(logprobs[mine], batch.last[mine])
-                if live is None:
-                    results[i] = search.result()
-                    continue
-                kept.append(g)
-                fill = num_beams - len(live)
-                rows += [first + parent for parent, _, _ in live] + [first + live[0][0]] * fill
-                inputs += [x for _, x, _ in live] + [live[0][1]] * fill
-            if not kept:
-                break
-            batch.keep(kept, rows)
-            clips = [clips[g] for g in kept]
-            batch.step(torch.stack(inputs))
-    return results
 
 
 class _Search:

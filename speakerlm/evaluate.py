@@ -684,7 +684,7 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
     e.add_argument("--whisper", help="Whisper model of the cascade and plain systems (default tiny.en)")
     e.add_argument("--model", help="SpeakerLM checkpoint for the speakerlm system (default: the bundled one)")
     e.add_argument("--beams", type=int, help="beam width of every system (1 = greedy; default: each engine's own, "
-                   "as transcribe: 5 for Whisper, 1 for the model)")
+                   "as transcribe: 5 for Whisper, 4 for the model)")
     e.add_argument("--language", help="language code for multilingual Whisper (default: what the data's lhotse "
                    "manifests say, else en)")
     e.add_argument("--score-language", choices=("en", "zh"),

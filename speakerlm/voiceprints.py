@@ -19,6 +19,7 @@ Voiceprints = dict[str, np.ndarray]  # name → voiceprint (speaker_dim,)
 MATCH_THRESHOLD = 0.45  # cosine(voice, voiceprint) needed to give a voice that name
 CLIP_SECONDS = 10  # voiceprints average embeddings of clips of at most this length
 MIN_ENROL_SECONDS = 1.0  # shorter enrolment audio says too little about a voice
+MIN_ENROL_SPEECH_SECONDS = 0.5  # speech the VAD must find in it: a tone, music or silence names nobody
 
 
 def mean_voiceprint(waves: list[np.ndarray], encoder_name: str = "campp",
@@ -36,12 +37,19 @@ def mean_voiceprint(waves: list[np.ndarray], encoder_name: str = "campp",
 
 
 def enroll_voiceprint(paths: list[Pathlike], encoder_name: str = "campp") -> np.ndarray:
-    """Voiceprint from enrolment files, refusing audio too short to say anything about the voice."""
+    """Voiceprint from enrolment files, refusing audio too short to say anything about the voice or
+    holding no speech."""
+    from speakerlm.vad import speech_regions
+
     waves = []
     for path in paths:
         wave = load_audio(path)
         if duration(wave) < MIN_ENROL_SECONDS:
             raise UserError(f"{path}: enrolment audio is {duration(wave):.1f} s; give at least 1 s (2–10 s is best)")
+        speech = sum(r.duration for r in speech_regions(wave))
+        if speech < MIN_ENROL_SPEECH_SECONDS:
+            raise UserError(f"{path}: no speech found in the enrolment audio ({speech:.1f} s); give a recording "
+                            f"of the person talking")
         waves.append(wave)
     return mean_voiceprint(waves, encoder_name)
 

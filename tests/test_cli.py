@@ -71,7 +71,7 @@ def test_speakerlm_engine_options_from_the_command_line(tmp_path):
     partial = lambda: set((cache_dir() / "partial").glob("*.jsonl"))
     before = partial()
     base = ["transcribe", str(EXAMPLE), "--engine", "speakerlm", "--speaker", f"Alice={REPO}/examples/alice.wav"]
-    for extra in (["--beams", "2"], ["--num-speakers", "2", "--format", "rttm", "--output-dir", str(tmp_path)]):
+    for extra in (["--beams", "1"], ["--num-speakers", "2", "--format", "rttm", "--output-dir", str(tmp_path)]):
         proc = run(*base, *extra)
         assert proc.returncode == 0, proc.stderr
         out = (tmp_path / "meeting.rttm").read_text() if "rttm" in extra else proc.stdout
@@ -131,3 +131,20 @@ def test_every_input_is_checked_before_any_is_transcribed(tmp_path):
     proc = run("transcribe", str(EXAMPLE), str(bad), "--engine", "cascade", "--output-dir", str(tmp_path / "out"))
     assert proc.returncode == 2 and "truncated.wav" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_tone_is_refused_as_enrolment_and_transcribes_to_an_empty_warned_transcript(tmp_path):
+    """Audio without speech: enrolling it would name some voice after a hum, so it is refused; as a
+    recording it gives an empty transcript, with a warning that says so."""
+    import numpy as np
+    import soundfile as sf
+
+    tone = tmp_path / "tone.wav"
+    seconds = np.arange(3 * 16000) / 16000
+    sf.write(tone, (0.1 * np.sin(2 * np.pi * 220 * seconds)).astype(np.float32), 16000)
+    proc = run("transcribe", str(EXAMPLE), "--speaker", f"Alice={tone}")
+    assert proc.returncode == 2 and proc.stderr.startswith("speakerlm: error: ") and proc.stderr.count("\n") == 1
+    assert "tone.wav: no speech found in the enrolment audio" in proc.stderr, proc.stderr
+    proc = run("transcribe", str(tone), "--engine", "plain")
+    assert proc.returncode == 0 and proc.stdout == "", proc.stdout
+    assert "tone.wav: no speech recognised; the transcript is empty" in proc.stderr, proc.stderr

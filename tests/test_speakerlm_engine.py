@@ -82,7 +82,8 @@ def _stream(engine):
 
 
 def test_posthoc_naming_baseline_names_anonymous_speakers(prints):
-    posthoc = SpeakerLMEngine(TranscribeOptions(engine="speakerlm"),
+    # greedy: the four beams' answer holds a third anonymous voice here, which no naming can fix
+    posthoc = SpeakerLMEngine(TranscribeOptions(engine="speakerlm", num_beams=1),
                               SpeakerLMEngineConfig(naming="posthoc", discover_speakers=False))
     turns = posthoc.transcribe(load_audio(EX / "meeting.wav"), dict(prints))
     assert {t.speaker for t in turns} <= {"Alice", "Bob", "spk 0", "spk 1"} and "Alice" in {t.speaker for t in turns}
@@ -155,6 +156,15 @@ def test_an_english_only_model_refuses_another_language_in_one_line():
     with pytest.raises(UserError, match="English-only.*--whisper base"):
         SpeakerLMEngine.resolve(TranscribeOptions(engine="speakerlm", language="zh"))
     assert SpeakerLMEngine.resolve(TranscribeOptions(engine="speakerlm", language="en")).whisper == "tiny.en"
+
+
+def test_the_model_searches_four_beams_unless_told_and_word_fusion_asks_for_greedy():
+    from speakerlm.errors import UserError
+
+    assert SpeakerLMEngine.resolve(TranscribeOptions(engine="speakerlm")).num_beams == 4
+    assert SpeakerLMEngine.resolve(TranscribeOptions(engine="speakerlm", num_beams=1)).num_beams == 1
+    with pytest.raises(UserError, match="word fusion decodes greedily; add --beams 1"):
+        SpeakerLMEngine(TranscribeOptions(engine="speakerlm"), SpeakerLMEngineConfig(word_fusion=0.3))
 
 
 def test_speakers_from_frames_splits_a_turn_where_the_diarization_changes_voice():

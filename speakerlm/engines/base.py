@@ -30,7 +30,7 @@ class TranscribeOptions:
     model: Optional[str] = None  # SpeakerLM model folder (engine speakerlm); None = the bundled one
     whisper: Optional[str] = None  # "tiny.en", "base" or a local HF Whisper folder; None = the engine's own
     language: Optional[str] = "en"  # for multilingual Whisper; None = detect
-    num_beams: Optional[int] = None  # beam size, 1 = greedy; None = the engine's own (model 1, Whisper 5)
+    num_beams: Optional[int] = None  # beam size, 1 = greedy; None = the engine's own (model 4, Whisper 5)
     speaker_encoder: Optional[str] = None  # voiceprints: "campp" or "ge2e"; None = the engine's own
     progress: bool = False  # progress bar over a recording's windows
 
