@@ -317,7 +317,11 @@ class Diarizer:
         """`diarize` once `embed_speech` has run: the clustering and the frame labels."""
         n_frames = int(np.ceil(wave.size / SAMPLE_RATE * FRAMES_PER_SECOND))
         (embs, times), short = embedded
-        return self.label(embs, times, regions, n_frames, count, short)
+        labelled = self.label(embs, times, regions, n_frames, count, short)
+        # the clustering's and labelling's scratch (an hour: ~180 MB kept by glibc otherwise, for the
+        # rest of the run)
+        return_freed_memory()
+        return labelled
 
     def label(self, embs: np.ndarray, times: np.ndarray, regions: list[Region], n_frames: int,
               count: SpeakerCount = SpeakerCount(), short: Optional[tuple[np.ndarray, np.ndarray]] = None

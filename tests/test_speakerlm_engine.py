@@ -210,3 +210,24 @@ def test_beam_search_on_two_threads_writes_what_one_thread_writes(prints):
     finally:
         torch.set_num_threads(threads)
     assert alone and side_by_side == alone
+
+
+def test_unmatched_enrolled_people_leave_the_prompt_unless_registered(engine, prints, monkeypatch):
+    """An enrolled voice that no discovered voice matches (a distractor) is in every window's prompt by
+    default, and in none with register_unmatched=False, where the prompts hold the discovered voices."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    zed = np.random.default_rng(0).standard_normal(len(prints["Alice"])).astype(np.float32)
+    enrolled = {**prints, "Zed": zed / np.linalg.norm(zed)}
+    wave, seen = load_audio(EX / "meeting.wav"), []
+    real = engine.decode_windows
+    monkeypatch.setattr(engine, "decode_windows", lambda inputs, voices: seen.append(voices) or real(inputs, voices))
+    with_zed = engine.transcribe(wave, dict(enrolled))
+    assert seen and all("Zed" in v and {"Alice", "Bob"} <= set(v) for window in seen for v in window)
+    seen.clear()
+    monkeypatch.setattr(engine, "config", replace(engine.config, register_unmatched=False))
+    without = engine.transcribe(wave, dict(enrolled))
+    assert seen and all("Zed" not in v and {"Alice", "Bob"} <= set(v) for window in seen for v in window)
+    assert {t.speaker for t in without} == {t.speaker for t in with_zed} == {"Alice", "Bob"}

@@ -85,6 +85,9 @@ class SpeakerLMEngineConfig:
     # an enrolled person found in the recording is registered with a voiceprint of their voice *there*
     # (same room and microphone as the frame stream hears)
     enrolled_from_recording: bool = True
+    # enrolled people no discovered voice matched stay registered in the prompt (the pointer may pick
+    # them); False registers the discovered voices only, as the cascade names only those
+    register_unmatched: bool = True
     # window-local voiceprints (step 2): on a 10-minute meeting they took cpWER from 83.67 to 71.74 (two
     # similar voices had shared one recording-wide voiceprint); on 40–50 s clips, whose recording-wide
     # voiceprint is already made of nearby audio, they cost 1.9–3.4 points, hence only past 2 minutes
@@ -229,6 +232,8 @@ class SpeakerLMEngine(Engine):
             return voices, None, {}, 0
         frames, centroids = self.diarizer.labelled(embedded, wave, regions, count)
         named = match_names(centroids, voices, cfg.match_threshold)
+        if not cfg.register_unmatched:
+            voices = {name: v for name, v in voices.items() if name in named.values()}
         for k, c in enumerate(centroids):
             if k not in named:
                 voices[f"~{ANONYMOUS.format(k)}"] = self._cluster_voiceprint(wave, frames, k, c)
