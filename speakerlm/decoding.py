@@ -325,7 +325,8 @@ class _Search:
         backbone, setup = model.backbone, self.setup
         if num_beams > 1 and backbone.time_ids:  # a search over beams needs them (greedy: see _time_rule)
             _time_rule(backbone, logprobs, self.beams)
-        # (score, parent beam, new beam or None when finished, next input or the ended beam, looped, token)
+        # (score, parent beam, new beam or None when finished, the speaker's input or the ended beam or
+        # None (the token's input, made for kept beams only), looped, token or None for a speaker)
         candidates = []
         for b, beam in enumerate(self.beams):
             if beam.at_marker:
@@ -392,7 +393,7 @@ def _decode(model: SpeakerLM, ex: Example, max_new_tokens: int, num_beams: int, 
         if fusion is not None and token is not None and _words_or_time(backbone, before, token):
             fusion.advance(token)
         parents = [parent for parent, _, _ in live]
-        if parents != list(range(len(parents))) or len(parents) != len(last):  # one beam going on as itself needs no reordering
+        if parents != list(range(len(last))):  # beams going on as themselves need no reordering
             cache.reorder_cache(torch.tensor(parents))
         embeds = torch.stack([x for _, x, _ in live])[:, None]
         past = cache.get_seq_length()

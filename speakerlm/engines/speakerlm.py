@@ -196,8 +196,7 @@ class SpeakerLMEngine(Engine):
                 inputs = _gather(pending)
                 if g + 1 < len(groups):
                     pending = self._inputs_later(side, wave, windows, groups[g + 1])
-                # batches decode here, on every core once the side thread is done
-                if g + 1 == len(groups) and side is not None:
+                elif side is not None:  # the side thread has nothing left: the last batch gets every core
                     torch.set_num_threads(threads)
                 prompts = [self._window_voiceprints(voices, clusters, windows[i], wave, frames) if local else voices
                            for i in group]
