@@ -170,3 +170,21 @@ def test_diarization_embeds_each_region_once(tts):
     with ThreadPoolExecutor(1) as helper:
         shared_frames, shared_centroids = Diarizer(pooled.encoder).diarize(wave, regions, helper=helper)
     assert len(regions) > 1 and np.array_equal(shared_frames, frames) and np.allclose(shared_centroids, centroids)
+
+
+def test_pruned_laplacian_keeps_each_rows_strongest_links_symmetrised():
+    """The in-place Laplacian against its definition: D − A, A the pruned affinity symmetrised."""
+    from speakerlm.diarize import _pruned_laplacian
+
+    x, _ = blobs(3, per=200)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    affinity, keep = x @ x.T, 37
+    a = affinity.copy()
+    for row in a:
+        row[np.argsort(row)[: len(a) - keep]] = 0.0
+    a = (0.5 * (a + a.T)).clip(min=0.0)
+    np.fill_diagonal(a, 0.0)
+    expected = np.diag(a.sum(axis=1)) - a
+    before = affinity.copy()
+    np.testing.assert_array_equal(_pruned_laplacian(affinity, keep), expected)
+    np.testing.assert_array_equal(affinity, before)  # the caller's affinity is left as it was

@@ -131,3 +131,55 @@ def test_english_only_whisper_refuses_another_language():
     with pytest.raises(UserError, match="English-only.*--whisper base"):
         FastWhisper("tiny.en", language="fr")
     assert not FastWhisper("tiny.en", language=None).multilingual  # detect: allowed, English is all it knows
+
+
+def test_temperature_fallback_is_seeded_so_a_run_gives_the_same_text(tts, tmp_path):
+    """Two voices at once: Whisper's log-probability check fails and faster-whisper falls back to
+    sampling (four decodings in one process differ), and two runs give the same four texts."""
+    import subprocess
+    import sys
+
+    voices = [load_audio(tts(v, k)) for v, k in zip(["slt", "awb"], ["juice", "rice"])]
+    n = max(v.size for v in voices)
+    np.save(tmp_path / "wave.npy", np.tile(sum(np.pad(v, (0, n - v.size)) for v in voices).astype(np.float32), 3))
+    script = ("import sys, numpy as np; from speakerlm.pretrained.fast_whisper import FastWhisper; "
+              "m = FastWhisper('tiny.en'); w = np.load(sys.argv[1]); "
+              "print([' | '.join(s.text for s in m.transcribe(w)) for _ in range(4)])")
+
+    def run():
+        return subprocess.run([sys.executable, "-c", script, str(tmp_path / "wave.npy")], capture_output=True,
+                              text=True, check=True).stdout
+
+    first = run()
+    assert len(set(eval(first))) > 1
+    assert run() == first
+
+
+def test_piecewise_features_are_the_library_features():
+    from faster_whisper.feature_extractor import FeatureExtractor
+
+    from speakerlm.pretrained.fast_whisper import FEATURE_PIECE_FRAMES, _piecewise_features
+
+    rng = np.random.default_rng(0)
+    for seconds in (0.3, 7.1, 2.5 * FEATURE_PIECE_FRAMES / 100):
+        wave = (0.1 * rng.normal(size=int(seconds * SAMPLE_RATE))).astype(np.float32)
+        expected, got = FeatureExtractor()(wave), _piecewise_features()()(wave)
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, atol=1e-6, rtol=0)
+
+
+def test_vad_in_small_batches_gives_the_same_probabilities(tiny, tts, monkeypatch):
+    from faster_whisper.vad import get_vad_model
+
+    from speakerlm.pretrained import fast_whisper
+
+    model = get_vad_model()
+    assert isinstance(model.session, fast_whisper._BatchedVadSession)  # FastWhisper installed it
+    wave = np.concatenate([load_audio(tts(v, "juice")) for v in ("rms", "slt", "awb")])
+    wave = np.pad(wave, (0, 512 - wave.size % 512))
+    monkeypatch.setattr(fast_whisper, "VAD_BATCH_WINDOWS", 7)
+    batched = model(wave)
+    monkeypatch.setattr(model, "session", model.session.session)  # the library's one call
+    whole = model(wave)
+    assert batched.shape == whole.shape and len(whole) > 7 * 3
+    np.testing.assert_allclose(batched, whole, atol=1e-6)

@@ -26,10 +26,12 @@ import numpy as np
 from speakerlm.audio import SAMPLE_RATE
 from speakerlm.cache import atomic_dir, cache_dir
 from speakerlm.errors import UserError
+from speakerlm.memory import return_freed_memory
 from speakerlm.pretrained.whisper import CT2_FILES, SOURCES, ct2_folder
 from speakerlm.stages import timed
 
 DEFAULT_BEAMS = 5  # Whisper's own transcribe default; greedy loses words on multi-voice audio
+SAMPLING_SEED = 0  # CTranslate2's sampling (see FastWhisper.__init__)
 COMPUTE_TYPE = "int8"  # CPU: int8 weights with float activations, as faster-whisper recommends
 
 
@@ -78,6 +80,71 @@ def _convert_hf(path: Path, out: Path) -> None:
 
 
 BLOCK_SECONDS = 300.0  # long waves are decoded block by block (see FastWhisper.transcribe)
+FEATURE_PIECE_FRAMES = 3000  # log-mel frames computed at a time (30 s)
+
+
+VAD_BATCH_WINDOWS = 500  # silero windows (32 ms) per ONNX call in faster-whisper's VAD
+
+
+class _BatchedVadSession:
+    """faster-whisper's silero session run on at most VAD_BATCH_WINDOWS windows a call.
+
+    Its VAD sends up to 10,000 windows (320 s) to one call, carrying the LSTM state from call to call;
+    smaller calls carrying it the same way give the same probabilities (tested) with less than half the
+    memory: a 300 s block's VAD took +125 MB, +55 MB so (and 0.68 → 0.55 s)."""
+
+    def __init__(self, session):
+        self.session = session
+
+    def run(self, names, feeds):
+        windows, h, c = feeds["input"], feeds["h"], feeds["c"]
+        outputs = []
+        for i in range(0, len(windows), VAD_BATCH_WINDOWS):
+            output, h, c = self.session.run(names, {"input": windows[i : i + VAD_BATCH_WINDOWS], "h": h, "c": c})
+            outputs.append(output)
+        return np.concatenate(outputs), h, c
+
+
+def _batched_vad() -> None:
+    from faster_whisper.vad import get_vad_model
+
+    model = get_vad_model()  # cached by faster-whisper: the one its transcribe and VAD use
+    if not isinstance(model.session, _BatchedVadSession):
+        model.session = _BatchedVadSession(model.session)
+
+
+def _piecewise_features():
+    """faster-whisper's log-mel extractor computing its STFT a piece of the wave at a time.
+
+    The library's own computes the whole input's windowed frames and complex spectrum at once: for a
+    300 s block that is ~200 MB for a moment, on top of everything else an hour's run holds. Here only
+    the mel energies (80 floats a frame) of the whole input are kept; the log and its clamp at 8 below
+    the input's maximum are then taken over all of them, as the library does. A subclass rather than
+    a copy: the frames, window, FFT and filters are the library's own."""
+    from faster_whisper.feature_extractor import FeatureExtractor
+
+    class PiecewiseFeatures(FeatureExtractor):
+        def __call__(self, waveform: np.ndarray, padding=160, chunk_length=None):
+            if chunk_length is not None:
+                self.n_samples = chunk_length * self.sampling_rate
+                self.nb_max_frames = self.n_samples // self.hop_length
+            waveform = np.pad(np.asarray(waveform, np.float32), (0, padding) if padding else (0, 0))
+            half, hop = self.n_fft // 2, self.hop_length
+            padded = np.pad(waveform, (half, half), mode="reflect")  # the library's centring
+            frames = 1 + (padded.size - self.n_fft) // hop - 1  # its last frame is dropped, as there
+            window = np.hanning(self.n_fft + 1)[:-1].astype("float32")
+            mel = np.empty((self.mel_filters.shape[0], frames), np.float32)
+            for a in range(0, frames, FEATURE_PIECE_FRAMES):
+                b = min(frames, a + FEATURE_PIECE_FRAMES)
+                piece = padded[a * hop : (b - 1) * hop + self.n_fft]
+                spectrum = self.stft(piece, self.n_fft, hop, window=window, center=False,
+                                     return_complex=True).astype("complex64")
+                mel[:, a:b] = self.mel_filters @ (np.abs(spectrum) ** 2)
+            log_spec = np.log10(np.clip(mel, a_min=1e-10, a_max=None))
+            log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
+            return (log_spec + 4.0) / 4.0
+
+    return PiecewiseFeatures
 
 
 def block_end(wave: np.ndarray, start: int, search_s: float = 15.0) -> int:
@@ -138,9 +205,17 @@ class FastWhisper:
     def __init__(self, name: str, threads: int = 0, language: Optional[str] = "en"):
         """`language`: what it will be asked to transcribe; an English-only model refuses any other
         (faster-whisper would write English words for it without a word of warning)."""
+        import ctranslate2
+
+        # faster-whisper's temperature fallback samples; CTranslate2 seeds each of its worker threads'
+        # generators from this when the thread first samples, so a run is reproducible (the same
+        # command, the same text) though two calls in one process draw different samples
+        ctranslate2.set_random_seed(SAMPLING_SEED)
         self.name = name
         self.model = _WhisperModel(str(ct2_dir(name)), device="cpu", compute_type=COMPUTE_TYPE,
                                   cpu_threads=threads or default_threads(), local_files_only=True)
+        self.model.feature_extractor = _piecewise_features()(**self.model.feat_kwargs)
+        _batched_vad()
         self.multilingual = self.model.model.is_multilingual
         if language not in (None, "en") and not self.multilingual:
             raise UserError(f"--language {language}: Whisper {name} is English-only; use a multilingual one (--whisper base)")
@@ -188,6 +263,9 @@ class FastWhisper:
                         on_segment(out[-1])
             prompt = " ".join(s.text for s in out[-3:]) or prompt
             position = end
+            # the block's VAD and features leave ~200 MB of freed heap that glibc keeps mapped: returned
+            # here, or an hour's run holds it to the end (measured: cascade peak 1154 → see memory.py)
+            return_freed_memory()
         return out
 
     def _timed_words(self, segments, samples: int, language: str):
@@ -213,6 +291,7 @@ class FastWhisper:
             frames = min(model.feature_extractor.nb_max_frames, content_frames - window[0].seek)
             model.add_word_timestamps([pieces], tokenizer, encoded, frames, punctuation["prepend_punctuations"],
                                       punctuation["append_punctuations"], last_speech_timestamp=last_end)
+            return_freed_memory()  # the window's alignment scratch (see the block loop in transcribe)
             ends = [w["end"] for p in pieces for w in p["words"]]
             last_end = ends[-1] if ends else last_end
             return [replace(s, start=p["start"], end=p["end"], words=[TimedWord(**w) for w in p["words"]])
