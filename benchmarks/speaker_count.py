@@ -11,6 +11,12 @@ and caches, per clip, what the cascade clusters (speech regions, CAM++ windows) 
 the words exactly as the cascade does, and prints WER, cpWER, Δcp and how far each clip's speaker
 count is from the truth (estimated − true: clips). `default` is the shipped config; `--oracle-count`
 adds it told the true count.
+
+`--separation` asks whether any rule on the clusters' statistics could count better: per clip, the
+spectral clustering's estimate (before the small-cluster and over-split repairs) and the true count, the reference speakers' closest pair (windows labelled by the reference
+turn they overlap most: Welch's t along the axis joining them, as `diarize.separation` measures it for
+the over-split merge, and their centroids' cosine), and the weakest pair when the spectral clustering
+is made to find one speaker more than it estimated.
 """
 from __future__ import annotations
 
@@ -23,7 +29,8 @@ import numpy as np
 
 from speakerlm.audio import SAMPLE_RATE
 from speakerlm.data.datasets import load_dataset
-from speakerlm.diarize import FRAMES_PER_SECOND, Diarizer, DiarizerConfig, SpeakerCount, pooled_windows
+from speakerlm.diarize import (FRAMES_PER_SECOND, Diarizer, DiarizerConfig, SpeakerCount, pooled_windows, separation,
+                               spectral_clusters, unit_rows)
 from speakerlm.errors import UserError
 from speakerlm.evaluate import engine_config
 from speakerlm.metrics import aggregate, score_clip
@@ -75,6 +82,30 @@ def score(clips, cached: dict, config: DiarizerConfig, oracle: bool = False) -> 
     return aggregate(scores), off
 
 
+def closest_pair(embs: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(Welch's t, centroid cosine) of the pair of clusters that `separation` finds least apart."""
+    ids = np.unique(labels)
+    centroids = unit_rows(np.stack([embs[labels == k].mean(axis=0) for k in ids]))
+    pairs = [(separation(embs[labels == a], embs[labels == b]), float(centroids[i] @ centroids[j]))
+             for i, a in enumerate(ids) for j, b in enumerate(ids) if j > i]
+    return min(pairs) if pairs else (float("nan"), float("nan"))
+
+
+def separations(clips, cached: dict, config: DiarizerConfig) -> None:
+    print("| clip | spectral estimate | true | reference speakers' closest pair: t, cosine | one cluster more: weakest pair t, cosine |"
+          "\n|---|---:|---:|---|---|")
+    for clip in clips:
+        regions, ((embs, times), _), _, _ = cached[clip.id]
+        speakers = sorted({t.speaker for t in clip.reference})
+        overlap = np.array([[sum(max(0.0, min(e, t.end) - max(s, t.start)) for t in clip.reference if t.speaker == who)
+                             for who in speakers] for s, e in times])
+        estimated = spectral_clusters(embs, None, 1, config.max_speakers, config.prune_fraction, config.min_pruned)
+        k = int(estimated.max()) + 1
+        more = spectral_clusters(embs, k + 1, 1, config.max_speakers, config.prune_fraction, config.min_pruned)
+        (t_ref, cos_ref), (t_more, cos_more) = closest_pair(embs, overlap.argmax(axis=1)), closest_pair(embs, more)
+        print(f"| {clip.id} | {k} | {len(speakers)} | {t_ref:.1f}, {cos_ref:.2f} | {t_more:.1f}, {cos_more:.2f} |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("data", type=Path)
@@ -82,6 +113,7 @@ def main() -> None:
     p.add_argument("--limit", type=int)
     p.add_argument("--cache", type=Path, default=Path("runs/speaker-count"))
     p.add_argument("--oracle-count", action="store_true")
+    p.add_argument("--separation", action="store_true", help="per clip: could the clusters' statistics count better?")
     args = p.parse_intermixed_args()  # settings may follow the flags
     try:
         settings = {s: setting(s) for s in args.settings}  # a bad setting fails before any work
@@ -89,6 +121,8 @@ def main() -> None:
         raise SystemExit(str(e)) from None
     clips = load_dataset(args.data)[: args.limit]
     cached = cached_inputs(clips, args.cache / f"{args.data.name}.pkl")
+    if args.separation:
+        return separations(clips, cached, DiarizerConfig())
     runs = [("default", DiarizerConfig(), False)] + ([("true count", DiarizerConfig(), True)] if args.oracle_count else [])
     runs += [(name, config, False) for name, config in settings.items()]
     print("| setting | WER | cpWER | Δcp | count error (estimated − true: clips) |\n|---|---:|---:|---:|---|")
