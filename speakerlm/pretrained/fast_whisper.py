@@ -80,9 +80,7 @@ def _convert_hf(path: Path, out: Path) -> None:
 
 
 BLOCK_SECONDS = 300.0  # long waves are decoded block by block (see FastWhisper.transcribe)
-FEATURE_PIECE_FRAMES = 3000  # log-mel frames computed at a time (30 s)
-
-
+FEATURE_PIECE_FRAMES = 3000  # log-mel frames computed at a time (30 s; see _piecewise_features)
 VAD_BATCH_WINDOWS = 500  # silero windows (32 ms) per ONNX call in faster-whisper's VAD
 
 
@@ -117,10 +115,11 @@ def _piecewise_features():
     """faster-whisper's log-mel extractor computing its STFT a piece of the wave at a time.
 
     The library's own computes the whole input's windowed frames and complex spectrum at once: for a
-    300 s block that is ~200 MB for a moment, on top of everything else an hour's run holds. Here only
-    the mel energies (80 floats a frame) of the whole input are kept; the log and its clamp at 8 below
-    the input's maximum are then taken over all of them, as the library does. A subclass rather than
-    a copy: the frames, window, FFT and filters are the library's own."""
+    300 s block that is ~300 MB for a moment (tracemalloc), on top of everything else an hour's run
+    holds; here 78 MB. Only the mel energies (80 floats a frame) of the whole input are kept; the log
+    and its clamp at 8 below the input's maximum are then taken over all of them, as the library does.
+    A subclass rather than a copy: the frames, window, FFT and filters are the library's own. Made
+    on first use, as faster-whisper is imported only where it is used."""
     from faster_whisper.feature_extractor import FeatureExtractor
 
     class PiecewiseFeatures(FeatureExtractor):
@@ -263,8 +262,9 @@ class FastWhisper:
                         on_segment(out[-1])
             prompt = " ".join(s.text for s in out[-3:]) or prompt
             position = end
-            # the block's VAD and features leave ~200 MB of freed heap that glibc keeps mapped: returned
-            # here, or an hour's run holds it to the end (measured: cascade peak 1154 → see memory.py)
+            # freed heap that glibc would keep mapped (the block's VAD and features; each window's in
+            # `_timed_words`) goes back to the system: untrimmed, the cascade's hour held ~200 MB of it
+            # from the moment its diarization thread, whose trims had been returning it, finished
             return_freed_memory()
         return out
 
