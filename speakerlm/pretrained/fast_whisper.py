@@ -253,8 +253,11 @@ class FastWhisper:
                     segments = self._timed_words(segments, block.size, info.language)
                 if speech:
                     segments = restore_speech_timestamps(segments, speech, SAMPLE_RATE)
-                shift = position / SAMPLE_RATE
+                shift, window = position / SAMPLE_RATE, None
                 for s in segments:  # a generator: decoding happens as it is read
+                    if s.seek != window:  # a new 30 s window: the last one's scratch is freed (see below)
+                        window = s.seek
+                        return_freed_memory()
                     timed = _whole_words(s.words or [], shift)
                     out.append(Segment(round(shift + float(s.start), 3), round(shift + float(s.end), 3),
                                        s.text.strip(), timed))
@@ -262,9 +265,10 @@ class FastWhisper:
                         on_segment(out[-1])
             prompt = " ".join(s.text for s in out[-3:]) or prompt
             position = end
-            # freed heap that glibc would keep mapped (the block's VAD and features; each window's in
-            # `_timed_words`) goes back to the system: untrimmed, the cascade's hour held ~200 MB of it
-            # from the moment its diarization thread, whose trims had been returning it, finished
+            # freed heap that glibc would keep mapped (the block's VAD and features, each window's
+            # decoding and word timing) goes back to the system, once a window: untrimmed, the cascade's
+            # hour held ~200 MB of it from the moment its diarization thread, whose trims had been
+            # returning it, finished
             return_freed_memory()
         return out
 
@@ -291,7 +295,6 @@ class FastWhisper:
             frames = min(model.feature_extractor.nb_max_frames, content_frames - window[0].seek)
             model.add_word_timestamps([pieces], tokenizer, encoded, frames, punctuation["prepend_punctuations"],
                                       punctuation["append_punctuations"], last_speech_timestamp=last_end)
-            return_freed_memory()  # the window's alignment scratch (see the block loop in transcribe)
             ends = [w["end"] for p in pieces for w in p["words"]]
             last_end = ends[-1] if ends else last_end
             return [replace(s, start=p["start"], end=p["end"], words=[TimedWord(**w) for w in p["words"]])
