@@ -18,6 +18,7 @@ import inspect
 import os
 import shutil
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -111,6 +112,7 @@ def _batched_vad() -> None:
         model.session = _BatchedVadSession(model.session)
 
 
+@lru_cache(maxsize=1)
 def _piecewise_features():
     """faster-whisper's log-mel extractor computing its STFT a piece of the wave at a time.
 
