@@ -231,3 +231,41 @@ def test_unmatched_enrolled_people_leave_the_prompt_unless_registered(engine, pr
     without = engine.transcribe(wave, dict(enrolled))
     assert seen and all("Zed" not in v and {"Alice", "Bob"} <= set(v) for window in seen for v in window)
     assert {t.speaker for t in without} == {t.speaker for t in with_zed} == {"Alice", "Bob"}
+
+
+def test_the_rest_of_a_window_after_its_last_written_turn_is_found_only_when_speech_is_left():
+    from speakerlm.engines.speakerlm import _rest_after
+    from speakerlm.turns import Turn
+    from speakerlm.vad import Region
+
+    window, speech = Region(10.0, 30.0), [Region(10.0, 14.0), Region(15.0, 18.0), Region(25.0, 26.0)]
+    stopped = [Turn("A", "one", 0.0, 2.0), Turn("B", "two", 1.0, None)]  # the last end written: 2 s in
+    assert _rest_after(window, stopped, speech, 2.0) == Region(12.0, 30.0)  # 2 + 3 + 1 s of speech left
+    assert _rest_after(window, stopped, speech, 7.0) is None
+    assert _rest_after(window, [Turn("A", "one", 0.0, 8.5)], speech, 2.0) is None  # only 1 s left
+    assert _rest_after(window, [Turn("A", "one", 0.0, None)], speech, 2.0) is None  # no time to go on from
+    assert _rest_after(window, [], speech, 2.0) is None  # nothing written: decoding again repeats it
+
+
+def test_a_window_the_model_ends_early_is_decoded_again_from_where_it_stopped(prints, monkeypatch):
+    """The model's first answer for each window is cut after its first turn (as when it ends a window
+    early; the meeting's first window holds five turns, 0.2-16.9 s): the engine decodes the rest again
+    and writes the window's later sentences; told not to (`continue_after_s=0`), they are lost."""
+    def transcript(continue_after_s):
+        engine = SpeakerLMEngine(TranscribeOptions(engine="speakerlm", num_beams=1),
+                                 SpeakerLMEngineConfig(continue_after_s=continue_after_s))
+        decode, calls = engine.decode_windows, []
+
+        def first_turn_only(inputs, voiceprints):
+            found = decode(inputs, voiceprints)
+            calls.append(len(inputs))
+            return [f[:1] for f in found] if len(calls) == 1 else found
+
+        monkeypatch.setattr(engine, "decode_windows", first_turn_only)
+        turns = engine.transcribe(load_audio(EX / "meeting.wav"), dict(prints))
+        return " ".join(t.text for t in turns).lower(), calls
+
+    continued, calls = transcript(2.0)
+    assert "conference" in continued and "flights" in continued and len(calls) >= 2
+    stopped, calls = transcript(0.0)
+    assert "conference" not in stopped and "flights" not in stopped and len(calls) == 1

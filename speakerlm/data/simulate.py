@@ -21,7 +21,7 @@ import math
 import multiprocessing
 import os
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
@@ -500,6 +500,12 @@ PRESETS = {
     "ood": Preset("dev", 0, 30, HELD_OUT,
                   "30 clips, held-out neural TTS voices and a real reader, meeting talk, 25-70 s, overlap 0.18, "
                   "noise, reverb and telephone/muffled/clipped channels", voices="held-out", texts="meeting"),
+    # the held-out voices and talk without the degradations: 24 clean clips of 30-47 s, another seed, so
+    # that what the channels and noise cost is seen apart from what the voices cost
+    "ood-clean": Preset("dev", 1, 24,
+                        replace(HELD_OUT, duration=(30.0, 47.0), noise_prob=0.0, reverb_prob=0.0, channel_prob=0.0),
+                        "24 clean clips, held-out voices and meeting talk as ood, 30-47 s, overlap 0.18, "
+                        "no noise, reverb or channel", voices="held-out", texts="meeting"),
     "real": Preset("dev", 0, 6,
                    SimulationConfig(speakers=(2, 2), duration=(18.0, 30.0), overlap=0.05, noise_prob=0.0,
                                     reverb_prob=0.0, backchannel_prob=0.0, max_cross_cosine=0.9,

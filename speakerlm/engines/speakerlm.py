@@ -61,6 +61,12 @@ class SpeakerLMEngineConfig:
     # the bundled model was trained on 10–25 s clips; on whole 40–50 s clips a model at step 200 reached
     # only WER 92 %, so windows stay near the training length
     window_seconds: float = 20.0
+    # a window whose decoding ends while this many seconds of its speech are still left after the last
+    # turn the model wrote is decoded again from there (as Whisper's long-form decoding seeks to where
+    # its text stopped): the model sometimes ends a window early, in overlaps of close voices most
+    # (docs/results.md); 0 = off. At most `continuations` rounds a window
+    continue_after_s: float = 4.0
+    continuations: int = 3
     # Whisper's temperature fallback for a window whose greedy answer fails its checks (decoding.decode),
     # the failing windows decoded again one by one: with the bundled model it gains a little (cpWER ood
     # 50.74 -> 50.52, dev 44.20 -> 43.56, real the same) but long meetings fail many windows (11.8 min:
@@ -201,10 +207,16 @@ class SpeakerLMEngine(Engine):
                 prompts = [self._window_voiceprints(voices, clusters, windows[i], wave, frames) if local else voices
                            for i in group]
                 found_all = self.decode_windows(inputs, prompts)
-                for i, found in zip(group, found_all):
-                    timed, new_voices = self._place(found, windows[i], regions, wave, frames, clusters, n_anon)
+                pieces_all = self._continued([[(windows[i], found)] for i, found in zip(group, found_all)],
+                                             regions, wave, voices, clusters, frames, local)
+                for i, pieces in zip(group, pieces_all):
+                    timed, new_voices = [], {}
+                    for piece, found in pieces:
+                        placed, new = self._place(found, piece, regions, wave, frames, clusters, n_anon)
+                        n_anon = _next_anonymous(n_anon, placed)
+                        timed += placed
+                        new_voices.update(new)
                     log.append(_window_record(i, timed, new_voices))
-                    n_anon = _next_anonymous(n_anon, timed)
                     voices.update(new_voices)
                     turns += timed
                 bar.update(len(group))
@@ -286,6 +298,24 @@ class SpeakerLMEngine(Engine):
         # a window whose first answer fails Whisper's checks is decoded again at higher temperatures
         return [decode(self.model, ex, max_new_tokens=n, temperatures=temperatures, greedy=d)  # sampled: no fusion
                 if self.config.fallback else d.turns for d, ex, n in zip(first, examples, budgets)]
+
+    def _continued(self, pieces_all: list[list[tuple[Region, list[Turn]]]], regions: list[Region], wave: np.ndarray,
+                   voices: Voiceprints, clusters: dict[str, int], frames: Optional[np.ndarray], local: bool
+                   ) -> list[list[tuple[Region, list[Turn]]]]:
+        """Each window's decoded pieces, (region, turns timed from the region's start), with the rest of
+        a window decoded again after the last turn the model wrote while `continue_after_s` of speech
+        is left there; the rests of a batch's windows are decoded together."""
+        cfg = self.config
+        for _ in range(cfg.continuations if cfg.continue_after_s > 0 else 0):
+            rests = [(k, rest) for k, pieces in enumerate(pieces_all)
+                     if (rest := _rest_after(*pieces[-1], regions, cfg.continue_after_s)) is not None]
+            if not rests:
+                break
+            inputs = [self.window_inputs(wave[int(r.start * SAMPLE_RATE) : int(r.end * SAMPLE_RATE)]) for _, r in rests]
+            prompts = [self._window_voiceprints(voices, clusters, r, wave, frames) if local else voices for _, r in rests]
+            for (k, rest), found in zip(rests, self.decode_windows(inputs, prompts)):
+                pieces_all[k].append((rest, found))
+        return pieces_all
 
     def _place(self, found: list[Turn], window: Region, regions: list[Region], wave: np.ndarray,
                frames: Optional[np.ndarray], clusters: dict[str, int], n_anon: int) -> tuple[list[Turn], Voiceprints]:
@@ -369,6 +399,17 @@ class SpeakerLMEngine(Engine):
         named = match_names(np.stack(prints), voiceprints, self.config.match_threshold) if labels else {}
         rename = {label: named.get(i, label) for i, label in enumerate(labels)}
         return [Turn(rename[t.speaker], t.text, t.start, t.end) for t in turns]
+
+
+def _rest_after(window: Region, found: list[Turn], regions: list[Region], min_speech_s: float) -> Optional[Region]:
+    """The part of `window` after the last turn end the model wrote in it, if at least `min_speech_s`
+    of speech is there; None otherwise (or when it wrote no time to continue from)."""
+    ends = [t.end for t in found if t.end is not None]
+    if not ends or max(ends) <= 0.0:  # nothing written, or no progress: decoding again would repeat it
+        return None
+    cut = window.start + max(ends)
+    left = sum(max(0.0, min(r.end, window.end) - max(r.start, cut)) for r in regions)
+    return Region(cut, window.end) if left >= min_speech_s else None
 
 
 def _shifted(turns: list[Turn], window: Region) -> list[Turn]:
