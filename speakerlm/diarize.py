@@ -29,9 +29,12 @@ from speakerlm.memory import return_freed_memory
 from speakerlm.pretrained.speaker_encoder import CAMPlusPlus, window_starts
 from speakerlm.stages import timed
 from speakerlm.vad import Region
-from speakerlm.voiceprints import unit_rows
+from speakerlm.voiceprints import Voiceprints, match_names, unit_rows
 
 FRAMES_PER_SECOND = 100  # diarization labels: one per 10 ms
+
+
+Enrolled = tuple  # (enrolled voiceprints by name, the cosine at which a cluster takes a name)
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,14 @@ class DiarizerConfig:
     min_cluster_windows: int = 5  # smaller clusters (under ~3.5 s of speech; ≤ a tenth of the windows) join the nearest
     ahc_threshold: float = 0.5  # ahc: cosine distance at which clusters stay apart
     max_speakers: int = 16  # upper bound on the estimated speaker count when the user gives none
+    # an enrolled voice no cluster matched but that is heard in the recording asks for one cluster more
+    # (`heard_enrolled`): the estimate misses close voices, which enrolment tells apart. Heard = the
+    # best-matching enrolled voice of ≥ `enrolled_min_windows` windows (cosine ≥ `enrolled_min_cosine`),
+    # by a median margin of ≥ `enrolled_margin` over the voice their cluster was named after (a
+    # distractor that sounds like a present speaker has no margin); 0 windows = off
+    enrolled_min_windows: int = 6
+    enrolled_min_cosine: float = 0.5
+    enrolled_margin: float = 0.05
     max_cluster_windows: int = 2000  # cluster at most this many windows (an even subsample)
 
     def __post_init__(self):
@@ -305,10 +316,12 @@ class Diarizer:
         self.encoder, self.config = encoder, config
 
     def diarize(self, wave: np.ndarray, regions: list[Region], count: SpeakerCount = SpeakerCount(),
-                helper: Optional[Executor] = None) -> tuple[np.ndarray, np.ndarray]:
+                helper: Optional[Executor] = None, enrolled: Optional[Enrolled] = None) -> tuple[np.ndarray, np.ndarray]:
         """(per-frame labels (n_frames,), cluster centroids (K, D)); with a `helper` thread, the
-        speaker embeddings of the later half of the speech are computed there, side by side."""
-        return self.labelled(self.embed_speech(wave, regions, helper), wave, regions, count)
+        speaker embeddings of the later half of the speech are computed there, side by side.
+        `enrolled`: the enrolled voiceprints and the cosine that names a cluster after one; one heard
+        but matched by no cluster adds a cluster (`heard_enrolled`)."""
+        return self.labelled(self.embed_speech(wave, regions, helper), wave, regions, count, enrolled)
 
     def embed_speech(self, wave: np.ndarray, regions: list[Region], helper: Optional[Executor] = None) -> tuple:
         """`diarize`'s speaker embeddings: (clustered windows (embs, times), short windows or None)."""
@@ -320,26 +333,33 @@ class Diarizer:
                      else self.embed(wave, regions, cfg.window_s, cfg.hop_s, helper))
         return clustered, short
 
-    def labelled(self, embedded: tuple, wave: np.ndarray, regions: list[Region], count: SpeakerCount = SpeakerCount()
-                 ) -> tuple[np.ndarray, np.ndarray]:
+    def labelled(self, embedded: tuple, wave: np.ndarray, regions: list[Region], count: SpeakerCount = SpeakerCount(),
+                 enrolled: Optional[Enrolled] = None) -> tuple[np.ndarray, np.ndarray]:
         """`diarize` once `embed_speech` has run: the clustering and the frame labels."""
         n_frames = int(np.ceil(wave.size / SAMPLE_RATE * FRAMES_PER_SECOND))
         (embs, times), short = embedded
-        labelled = self.label(embs, times, regions, n_frames, count, short)
+        labelled = self.label(embs, times, regions, n_frames, count, short, enrolled)
         # the clustering's and labelling's scratch (an hour: ~180 MB kept by glibc otherwise, for the
         # rest of the run)
         return_freed_memory()
         return labelled
 
     def label(self, embs: np.ndarray, times: np.ndarray, regions: list[Region], n_frames: int,
-              count: SpeakerCount = SpeakerCount(), short: Optional[tuple[np.ndarray, np.ndarray]] = None
-              ) -> tuple[np.ndarray, np.ndarray]:
+              count: SpeakerCount = SpeakerCount(), short: Optional[tuple[np.ndarray, np.ndarray]] = None,
+              enrolled: Optional[Enrolled] = None) -> tuple[np.ndarray, np.ndarray]:
         """`diarize` once the windows are embedded (benchmarks call it with cached ones): the clustered
         windows (embs (N, D), times (N, 2)) and the short windows (embeddings, times) that label the
         frames; None = the clustered windows' own labels do."""
         if not len(embs):
             return np.full(n_frames, -1), np.zeros((0, self.encoder.dim))
         labels, centroids = self.cluster(embs, count)
+        cfg = self.config
+        if enrolled is not None and count.num is None and cfg.enrolled_min_windows > 0:
+            more = heard_enrolled(embs, labels, centroids, *enrolled, cfg.enrolled_min_windows,
+                                  cfg.enrolled_min_cosine, cfg.enrolled_margin)
+            k = min(len(centroids) + more, count.max or cfg.max_speakers, len(embs))
+            if k > len(centroids):
+                labels, centroids = self.cluster(embs, SpeakerCount(num=k))
         if short is None:
             return frame_labels(times, np.eye(len(centroids))[labels], regions, n_frames), centroids
         short_embs, short_times = short
@@ -393,6 +413,29 @@ class Diarizer:
         if len(sample) < len(embs):
             labels = np.argmax(unit_rows(embs) @ unit_rows(centroids).T, axis=1)
         return labels, centroids
+
+
+def heard_enrolled(embs: np.ndarray, labels: np.ndarray, centroids: np.ndarray, voiceprints: Voiceprints,
+                   threshold: float, min_windows: int, min_cosine: float, margin: float) -> int:
+    """How many enrolled voices that no cluster matched (`match_names` at `threshold`) are heard in the
+    windows (N, D): each the best-matching voice of ≥ `min_windows` windows at cosine ≥ `min_cosine`,
+    by a median margin ≥ `margin` over the voice their cluster was named after."""
+    named = match_names(centroids, voiceprints, threshold)
+    names = list(voiceprints)
+    if len(named) == len(names) or not named:
+        return 0
+    sim = unit_rows(embs) @ unit_rows(np.stack([voiceprints[n] for n in names])).T
+    # shape: (N windows, enrolled voices)
+    best = sim.argmax(axis=1)
+    own = np.array([names.index(named[k]) if k in named else -1 for k in range(len(centroids))])[labels]
+    heard = 0
+    for j, name in enumerate(names):
+        if name in named.values():
+            continue
+        hits = np.flatnonzero((best == j) & (sim[:, j] >= min_cosine) & (own >= 0))
+        if len(hits) >= min_windows and np.median(sim[hits, j] - sim[hits, own[hits]]) >= margin:
+            heard += 1
+    return heard
 
 
 def _cosine(embs: np.ndarray) -> np.ndarray:

@@ -188,3 +188,38 @@ def test_pruned_laplacian_keeps_each_rows_strongest_links_symmetrised():
     before = affinity.copy()
     np.testing.assert_array_equal(_pruned_laplacian(affinity, keep), expected)
     np.testing.assert_array_equal(affinity, before)  # the caller's affinity is left as it was
+
+
+def _two_close_voices_and_one_apart(seed=1, dim=32, per=60):
+    """Windows of voices A, B, C where B and C are close (cosine ~0.87) and the windows noisy enough
+    that the estimate counts two voices: B and C share a cluster."""
+    rng = np.random.default_rng(seed)
+    a, shared = rng.normal(size=dim), rng.normal(size=dim)
+    b, c = (shared + 0.3 * rng.normal(size=dim) for _ in range(2))
+    x = np.concatenate([v + 0.8 * np.linalg.norm(v) / np.sqrt(dim) * rng.normal(size=(per, dim)) for v in (a, b, c)])
+    duplicate_of_a = a + 0.05 * np.linalg.norm(a) / np.sqrt(dim) * rng.normal(size=dim)
+    return x, np.repeat([0, 1, 2], per), {"A": a, "B": b, "C": c}, duplicate_of_a
+
+
+def test_an_enrolled_voice_heard_but_not_counted_adds_a_cluster():
+    from speakerlm.diarize import heard_enrolled
+
+    x, truth, prints, duplicate_of_a = _two_close_voices_and_one_apart()
+    diarizer = Diarizer(None)
+    labels, centroids = diarizer.cluster(x)
+    assert len(centroids) == 2  # B and C counted as one
+    assert heard_enrolled(x, labels, centroids, prints, 0.45, 6, 0.5, 0.05) == 1  # C: matched by no cluster, heard
+    # a distractor that sounds like A is matched by no cluster either, but A's windows prefer it by no margin
+    assert heard_enrolled(x, labels, centroids, {"A": prints["A"], "B": prints["B"], "D": duplicate_of_a},
+                          0.45, 6, 0.5, 0.05) == 0
+
+    times = np.stack([np.arange(len(x)) * 0.5, np.arange(len(x)) * 0.5 + 1.5], axis=1)
+    regions, n_frames = [Region(0.0, float(times[-1, 1]))], int(times[-1, 1] * FRAMES_PER_SECOND) + 1
+
+    def count(**kw):
+        return len(diarizer.label(x, times, regions, n_frames, **kw)[1])
+
+    assert count() == 2 and count(enrolled=(prints, 0.45)) == 3
+    assert count(enrolled=(prints, 0.45), count=SpeakerCount(max=2)) == 2  # the user's bound holds
+    off = Diarizer(None, DiarizerConfig(enrolled_min_windows=0))
+    assert len(off.label(x, times, regions, n_frames, enrolled=(prints, 0.45))[1]) == 2

@@ -21,7 +21,7 @@ from speakerlm.engines.progress import (
 from speakerlm.pretrained.fast_whisper import FastWhisper, Segment, Word, default_threads
 from speakerlm.turns import ANONYMOUS, Turn
 from speakerlm.vad import speech_regions
-from speakerlm.voiceprints import MATCH_THRESHOLD, match_names
+from speakerlm.voiceprints import MATCH_THRESHOLD, Voiceprints, match_names
 from speakerlm.word_speakers import WordJoinConfig, word_clusters, words_to_turns
 
 
@@ -57,7 +57,7 @@ class Cascade(Engine):
         with RecordLog(state) as log, ThreadPoolExecutor(1) as pool:
             # diarization runs on one core while Whisper decodes on the other: neither gains much from
             # a second thread (measured: a 65.6 s clip 7.8 s one after the other, 6.4-7.0 s side by side)
-            diarized = None if recorded is not None else pool.submit(self._diarize, wave, count, log)
+            diarized = None if recorded is not None else pool.submit(self._diarize, wave, count, log, voiceprints)
             with seconds_bar(wave, self.options.progress) as advance:
                 def finished(segment: Segment) -> None:
                     log.append({"segment": asdict(segment)})
@@ -78,14 +78,17 @@ class Cascade(Engine):
         speakers = [named.get(k) or anonymous[k] for k in clusters]
         return words_to_turns(words, speakers, self.config.turn_gap_s)
 
-    def _diarize(self, wave: np.ndarray, count: SpeakerCount, log: RecordLog) -> tuple[np.ndarray, np.ndarray]:
-        """The diarization on one thread (the other core decodes), recorded in the state file."""
+    def _diarize(self, wave: np.ndarray, count: SpeakerCount, log: RecordLog, voiceprints: Voiceprints
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """The diarization on one thread (the other core decodes), recorded in the state file; enrolled
+        voices it hears but did not count add clusters (`Diarizer.label`)."""
         import torch
 
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # CAM++'s ONNX session follows torch's setting
         try:
-            frames, centroids = self.diarizer.diarize(wave, speech_regions(wave), count)
+            enrolled = (voiceprints, self.config.match_threshold) if voiceprints else None
+            frames, centroids = self.diarizer.diarize(wave, speech_regions(wave), count, enrolled=enrolled)
         finally:
             torch.set_num_threads(threads)
         log.append({"diarization": _diarization_record(frames, centroids)})

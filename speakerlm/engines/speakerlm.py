@@ -241,7 +241,8 @@ class SpeakerLMEngine(Engine):
         voices = dict(voiceprints) if cfg.naming == "pointer" else {}
         if embedded is None:
             return voices, None, {}, 0
-        frames, centroids = self.diarizer.labelled(embedded, wave, regions, count)
+        frames, centroids = self.diarizer.labelled(embedded, wave, regions, count,
+                                                   (voiceprints, cfg.match_threshold) if voiceprints else None)
         named = match_names(centroids, voices, cfg.match_threshold)
         if not cfg.register_unmatched:
             voices = {name: v for name, v in voices.items() if name in named.values()}
