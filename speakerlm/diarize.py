@@ -34,7 +34,7 @@ from speakerlm.voiceprints import Voiceprints, match_names, unit_rows
 FRAMES_PER_SECOND = 100  # diarization labels: one per 10 ms
 
 
-Enrolled = tuple  # (enrolled voiceprints by name, the cosine at which a cluster takes a name)
+Enrolled = tuple[Voiceprints, float]  # enrolled voiceprints by name, the cosine at which a cluster takes a name
 
 
 @dataclass(frozen=True)
@@ -422,7 +422,7 @@ def heard_enrolled(embs: np.ndarray, labels: np.ndarray, centroids: np.ndarray, 
     by a median margin ≥ `margin` over the voice their cluster was named after."""
     named = match_names(centroids, voiceprints, threshold)
     names = list(voiceprints)
-    if len(named) == len(names) or not named:
+    if not named or len(named) == len(names):  # no cluster named to compare with, or nobody left over
         return 0
     sim = unit_rows(embs) @ unit_rows(np.stack([voiceprints[n] for n in names])).T
     # shape: (N windows, enrolled voices)

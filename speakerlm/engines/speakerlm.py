@@ -34,7 +34,7 @@ from __future__ import annotations
 import functools
 import sys
 from dataclasses import dataclass, field, replace
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -190,6 +190,11 @@ class SpeakerLMEngine(Engine):
             pending = first() if pending is None else pending
             voices, frames, clusters, n_anon = self._discover(wave, regions, voiceprints, count, embedded)
             local = duration(wave) > cfg.local_after_seconds  # window-local voiceprints (see the config)
+
+            def prompt(window: Region) -> Voiceprints:
+                """The voices a window (or the rest of one) may register."""
+                return self._window_voiceprints(voices, clusters, window, wave, frames) if local else voices
+
             turns: list[Turn] = []
             for timed, new_voices in done:  # finished before an interruption
                 n_anon = _next_anonymous(n_anon, timed)
@@ -204,11 +209,9 @@ class SpeakerLMEngine(Engine):
                     pending = self._inputs_later(side, wave, windows, groups[g + 1])
                 elif side is not None:  # the side thread has nothing left: the last batch gets every core
                     torch.set_num_threads(threads)
-                prompts = [self._window_voiceprints(voices, clusters, windows[i], wave, frames) if local else voices
-                           for i in group]
-                found_all = self.decode_windows(inputs, prompts)
+                found_all = self.decode_windows(inputs, [prompt(windows[i]) for i in group])
                 pieces_all = self._continued([[(windows[i], found)] for i, found in zip(group, found_all)],
-                                             regions, wave, voices, clusters, frames, local)
+                                             regions, wave, prompt)
                 for i, pieces in zip(group, pieces_all):
                     timed, new_voices = [], {}
                     for piece, found in pieces:
@@ -301,8 +304,7 @@ class SpeakerLMEngine(Engine):
                 if self.config.fallback else d.turns for d, ex, n in zip(first, examples, budgets)]
 
     def _continued(self, pieces_all: list[list[tuple[Region, list[Turn]]]], regions: list[Region], wave: np.ndarray,
-                   voices: Voiceprints, clusters: dict[str, int], frames: Optional[np.ndarray], local: bool
-                   ) -> list[list[tuple[Region, list[Turn]]]]:
+                   prompt: Callable[[Region], Voiceprints]) -> list[list[tuple[Region, list[Turn]]]]:
         """Each window's decoded pieces, (region, turns timed from the region's start), with the rest of
         a window decoded again after the last turn the model wrote while `continue_after_s` of speech
         is left there; the rests of a batch's windows are decoded together."""
@@ -313,8 +315,7 @@ class SpeakerLMEngine(Engine):
             if not rests:
                 break
             inputs = [self.window_inputs(wave[int(r.start * SAMPLE_RATE) : int(r.end * SAMPLE_RATE)]) for _, r in rests]
-            prompts = [self._window_voiceprints(voices, clusters, r, wave, frames) if local else voices for _, r in rests]
-            for (k, rest), found in zip(rests, self.decode_windows(inputs, prompts)):
+            for (k, rest), found in zip(rests, self.decode_windows(inputs, [prompt(r) for _, r in rests])):
                 pieces_all[k].append((rest, found))
         return pieces_all
 
