@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -34,7 +34,12 @@ from speakerlm.voiceprints import Voiceprints, match_names, unit_rows
 FRAMES_PER_SECOND = 100  # diarization labels: one per 10 ms
 
 
-Enrolled = tuple[Voiceprints, float]  # enrolled voiceprints by name, the cosine at which a cluster takes a name
+class Enrolled(NamedTuple):
+    """What the diarizer is told of the enrolled people (`heard_enrolled`)."""
+
+    voiceprints: Voiceprints  # by name
+    threshold: float  # the cosine at which a cluster takes a name
+    cohort: Optional[np.ndarray] = None  # voices nobody enrols, that names are scored against (`name_scores`)
 
 
 @dataclass(frozen=True)
@@ -355,8 +360,9 @@ class Diarizer:
         labels, centroids = self.cluster(embs, count)
         cfg = self.config
         if enrolled is not None and count.num is None and cfg.enrolled_min_windows > 0:
-            more = heard_enrolled(embs, labels, centroids, *enrolled, cfg.enrolled_min_windows,
-                                  cfg.enrolled_min_cosine, cfg.enrolled_margin)
+            voiceprints, threshold, cohort = Enrolled(*enrolled)
+            more = heard_enrolled(embs, labels, centroids, voiceprints, threshold, cfg.enrolled_min_windows,
+                                  cfg.enrolled_min_cosine, cfg.enrolled_margin, cohort)
             k = min(len(centroids) + more, count.max or cfg.max_speakers, len(embs))
             if k > len(centroids):
                 labels, centroids = self.cluster(embs, SpeakerCount(num=k))
@@ -416,11 +422,12 @@ class Diarizer:
 
 
 def heard_enrolled(embs: np.ndarray, labels: np.ndarray, centroids: np.ndarray, voiceprints: Voiceprints,
-                   threshold: float, min_windows: int, min_cosine: float, margin: float) -> int:
+                   threshold: float, min_windows: int, min_cosine: float, margin: float,
+                   cohort: Optional[np.ndarray] = None) -> int:
     """How many enrolled voices that no cluster matched (`match_names` at `threshold`) are heard in the
     windows (N, D): each the best-matching voice of ≥ `min_windows` windows at cosine ≥ `min_cosine`,
     by a median margin ≥ `margin` over the voice their cluster was named after."""
-    named = match_names(centroids, voiceprints, threshold)
+    named = match_names(centroids, voiceprints, threshold, cohort)
     names = list(voiceprints)
     if not named or len(named) == len(names):  # no cluster named to compare with, or nobody left over
         return 0

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from speakerlm.voiceprints import match_names, retrieve
+from speakerlm.voiceprints import match_names, name_scores, retrieve, unit_rows
 
 
 def test_match_names_hungarian_with_rejection():
@@ -16,3 +16,16 @@ def test_retrieval_keeps_the_voices_heard_in_registration_order():
     stream = np.array([[0.1, 0, 1.0], [0.9, 0.1, 0]])  # C, then A
     assert retrieve(prints, stream, k=2) == ["A", "C"]
     assert retrieve(prints, stream, k=5) == ["A", "B", "C"]
+
+
+def test_cohort_normalised_scores_keep_a_hub_voiceprint_from_outbidding_the_persons_own():
+    rng = np.random.default_rng(0)
+    hub, ann = np.array([1.0, 0, 0, 0]), np.array([0, 1.0, 0, 0])
+    # voices nobody enrols, all somewhat like the hub (as degraded recordings drift towards some voices)
+    cohort = unit_rows(hub + 0.4 * rng.standard_normal((40, 4)))
+    prints = {"Hub": hub, "Ann": ann}
+    heard = np.array([[0.7, 0.62, 0.1, 0.0]])  # Ann, heard through a channel that pulls her towards the hub
+    assert match_names(heard, prints) == {0: "Hub"}  # raw cosine: the hub wins
+    assert match_names(heard, prints, cohort=cohort) == {0: "Ann"}
+    assert name_scores(heard, np.stack(list(prints.values())), cohort).shape == (1, 2)
+

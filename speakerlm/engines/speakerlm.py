@@ -39,7 +39,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from speakerlm.audio import SAMPLE_RATE, Pathlike, duration
-from speakerlm.diarize import FRAMES_PER_SECOND, Diarizer, DiarizerConfig, SpeakerCount
+from speakerlm.diarize import FRAMES_PER_SECOND, Diarizer, DiarizerConfig, Enrolled, SpeakerCount
 from speakerlm.engines.base import Engine, TranscribeOptions
 from speakerlm.engines.progress import RecordLog, read_records, write_records
 from speakerlm.errors import UserError
@@ -47,7 +47,8 @@ from speakerlm.memory import return_freed_memory
 from speakerlm.timing import time_turns
 from speakerlm.turns import ANONYMOUS, Turn, is_anonymous, renumber_anonymous
 from speakerlm.vad import Region, group_regions, speech_regions
-from speakerlm.voiceprints import MATCH_THRESHOLD, Voiceprints, match_names, mean_voiceprint, retrieve
+from speakerlm.voiceprints import (MATCH_THRESHOLD, Voiceprints, bundled_cohort, match_names, mean_voiceprint,
+                                   retrieve)
 
 
 # the model's beam width unless told (--beams): four beams, searched as one batch over the windows
@@ -100,6 +101,9 @@ class SpeakerLMEngineConfig:
     local_seconds: float = 2.0
     local_after_seconds: float = 120.0
     match_threshold: float = MATCH_THRESHOLD  # cosine needed to give a discovered voice an enrolled name
+    # discovered voices are named by scores normalised against a cohort of voices nobody enrols, as the
+    # cascade names its clusters (`voiceprints.name_scores`)
+    normalise_scores: bool = True
     diarizer: DiarizerConfig = field(default_factory=DiarizerConfig)
 
     def __post_init__(self):
@@ -156,6 +160,7 @@ class SpeakerLMEngine(Engine):
             self.fusion = WordFusion(SpeakerLM(self.model.config).backbone.eval(), self.config.word_fusion)
         self.encoder = load_speaker_encoder(self.options.speaker_encoder)
         self.diarizer = Diarizer(self.encoder, self.config.diarizer)
+        self.cohort = bundled_cohort(self.encoder.name) if self.config.normalise_scores else None
         self._embeddings: dict[tuple[int, int], np.ndarray] = {}  # see _embed_once
 
     def transcribe(self, wave: np.ndarray, voiceprints: Voiceprints, count: SpeakerCount = SpeakerCount(),
@@ -245,8 +250,8 @@ class SpeakerLMEngine(Engine):
         if embedded is None:
             return voices, None, {}, 0
         frames, centroids = self.diarizer.labelled(embedded, wave, regions, count,
-                                                   (voiceprints, cfg.match_threshold) if voiceprints else None)
-        named = match_names(centroids, voices, cfg.match_threshold)
+                                                   Enrolled(voiceprints, cfg.match_threshold, self.cohort) if voiceprints else None)
+        named = match_names(centroids, voices, cfg.match_threshold, self.cohort)
         if not cfg.register_unmatched:
             voices = {name: v for name, v in voices.items() if name in named.values()}
         for k, c in enumerate(centroids):
@@ -398,7 +403,7 @@ class SpeakerLMEngine(Engine):
             spans = [wave[int(t.start * SAMPLE_RATE) : int(t.end * SAMPLE_RATE)] for t in turns if t.speaker == label]
             speech = np.concatenate(spans) if spans else np.zeros(SAMPLE_RATE, np.float32)
             prints.append(self.encoder.embed(speech if speech.size >= SAMPLE_RATE // 2 else np.pad(speech, (0, SAMPLE_RATE))))
-        named = match_names(np.stack(prints), voiceprints, self.config.match_threshold) if labels else {}
+        named = match_names(np.stack(prints), voiceprints, self.config.match_threshold, self.cohort) if labels else {}
         rename = {label: named.get(i, label) for i, label in enumerate(labels)}
         return [Turn(rename[t.speaker], t.text, t.start, t.end) for t in turns]
 
