@@ -29,3 +29,12 @@ def test_cohort_normalised_scores_keep_a_hub_voiceprint_from_outbidding_the_pers
     assert match_names(heard, prints, cohort=cohort) == {0: "Ann"}
     assert name_scores(heard, np.stack(list(prints.values())), cohort).shape == (1, 2)
 
+
+
+def test_the_package_ships_a_cohort_for_campp_only():
+    from speakerlm.voiceprints import bundled_cohort
+
+    cohort = bundled_cohort("campp")
+    assert cohort is not None and cohort.shape[1] == 192 and len(cohort) >= 20
+    assert np.allclose(np.linalg.norm(cohort, axis=1), 1.0, atol=1e-3)
+    assert bundled_cohort("ge2e") is None  # GE2E voices are named by raw cosine
