@@ -26,10 +26,11 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("speakerlm/bundled/cohort-campp.npy"))
     args = p.parse_args()
     bank = VoiceBank.open(args.bank)
-    voices = [v for v in bank.split("test") if (bank.root / "embeddings" / f"{v.id}.npy").exists()]
+    measured = {v: bank.root / "embeddings" / f"{v.id}.npy" for v in bank.split("test")}  # probe sentences' embeddings
+    voices = [v for v, path in measured.items() if path.exists()]
     if not voices:
         raise SystemExit(f"{bank.root}: no measured test-split voices; run `speakerlm simulate --build-bank` first")
-    prints = unit_rows(np.stack([np.load(bank.root / "embeddings" / f"{v.id}.npy").mean(axis=0) for v in voices]))
+    prints = unit_rows(np.stack([np.load(measured[v]).mean(axis=0) for v in voices]))
     with atomic_path(args.out) as tmp, open(tmp, "wb") as f:
         np.save(f, prints.astype(np.float16))
     print(f"{args.out}: {len(voices)} voices ({len({v.person for v in voices})} persons)")

@@ -39,7 +39,7 @@ class Enrolled(NamedTuple):
 
     voiceprints: Voiceprints  # by name
     threshold: float  # the cosine at which a cluster takes a name
-    cohort: Optional[np.ndarray] = None  # voices nobody enrols, that names are scored against (`name_scores`)
+    cohort: Optional[np.ndarray] = None  # voices nobody enrols, that names are scored against (`voiceprints.s_norm`)
 
 
 @dataclass(frozen=True)
@@ -324,8 +324,8 @@ class Diarizer:
                 helper: Optional[Executor] = None, enrolled: Optional[Enrolled] = None) -> tuple[np.ndarray, np.ndarray]:
         """(per-frame labels (n_frames,), cluster centroids (K, D)); with a `helper` thread, the
         speaker embeddings of the later half of the speech are computed there, side by side.
-        `enrolled`: the enrolled voiceprints and the cosine that names a cluster after one; one heard
-        but matched by no cluster adds a cluster (`heard_enrolled`)."""
+        `enrolled`: the enrolled people; one heard but matched by no cluster adds a cluster
+        (`heard_enrolled`)."""
         return self.labelled(self.embed_speech(wave, regions, helper), wave, regions, count, enrolled)
 
     def embed_speech(self, wave: np.ndarray, regions: list[Region], helper: Optional[Executor] = None) -> tuple:
@@ -360,9 +360,8 @@ class Diarizer:
         labels, centroids = self.cluster(embs, count)
         cfg = self.config
         if enrolled is not None and count.num is None and cfg.enrolled_min_windows > 0:
-            voiceprints, threshold, cohort = Enrolled(*enrolled)
-            more = heard_enrolled(embs, labels, centroids, voiceprints, threshold, cfg.enrolled_min_windows,
-                                  cfg.enrolled_min_cosine, cfg.enrolled_margin, cohort)
+            more = heard_enrolled(embs, labels, centroids, enrolled.voiceprints, enrolled.threshold,
+                                  cfg.enrolled_min_windows, cfg.enrolled_min_cosine, cfg.enrolled_margin, enrolled.cohort)
             k = min(len(centroids) + more, count.max or cfg.max_speakers, len(embs))
             if k > len(centroids):
                 labels, centroids = self.cluster(embs, SpeakerCount(num=k))

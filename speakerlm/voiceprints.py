@@ -58,23 +58,18 @@ def enroll_voiceprint(paths: list[Pathlike], encoder_name: str = "campp") -> np.
 
 @lru_cache(maxsize=None)
 def bundled_cohort(encoder_name: str = "campp") -> Optional[np.ndarray]:
-    """The voiceprints of voices nobody enrols, (M, D), that `name_scores` normalises against: the
+    """The voiceprints of voices nobody enrols, (M, D), that `s_norm` normalises against: the
     simulator's test-split voices (`scripts/build_cohort.py`); None for an encoder without one."""
     path = Path(__file__).parent / "bundled" / f"cohort-{encoder_name}.npy"
     return unit_rows(np.load(path).astype(np.float32)) if path.exists() else None
 
 
-def name_scores(voices: np.ndarray, prints: np.ndarray, cohort: Optional[np.ndarray] = None) -> np.ndarray:
-    """How well each voice (V, D) matches each voiceprint (P, D): their cosine, or with a `cohort` the
-    symmetric score normalisation of speaker verification (S-norm): the cosine measured in standard
-    deviations above what the voice scores against the cohort, averaged with the same for the
-    voiceprint. A voiceprint that resembles every degraded recording (a hub) then no longer outbids
-    the person's own: with 100 distractors enrolled, it took `ood`'s Over-Regist saWER from 59.17 to
-    52.07 (docs/results.md)."""
-    voices, prints = unit_rows(np.asarray(voices, np.float32)), unit_rows(np.asarray(prints, np.float32))
-    cos = voices @ prints.T
-    if cohort is None or len(cohort) < 2:
-        return cos
+def s_norm(cos: np.ndarray, voices: np.ndarray, prints: np.ndarray, cohort: np.ndarray) -> np.ndarray:
+    """The cosines (V, P) of unit voices (V, D) and unit voiceprints (P, D) normalised as speaker
+    verification does (S-norm): each in standard deviations above what the voice scores against the
+    `cohort` (M, D), averaged with the same for the voiceprint. A voiceprint that resembles every
+    degraded recording (a hub) then no longer outbids the person's own: with 100 distractors enrolled,
+    it took `ood`'s Over-Regist saWER from 59.17 to 51.45 (docs/results.md)."""
     by_voice, by_print = voices @ cohort.T, prints @ cohort.T
     # shapes: (V, M), (P, M)
     z_voice = (cos - by_voice.mean(axis=1, keepdims=True)) / by_voice.std(axis=1, keepdims=True).clip(1e-6)
@@ -84,17 +79,17 @@ def name_scores(voices: np.ndarray, prints: np.ndarray, cohort: Optional[np.ndar
 
 def match_names(centroids: np.ndarray, voiceprints: Voiceprints, threshold: float = MATCH_THRESHOLD,
                 cohort: Optional[np.ndarray] = None) -> dict[int, str]:
-    """Voice index → enrolled name, by Hungarian assignment on `name_scores` (normalised against a
-    `cohort` when given); pairs below `threshold` cosine stay unnamed (an unenrolled speaker, or an
+    """Voice index → enrolled name, by Hungarian assignment on cosine, or on `s_norm` scores when a
+    `cohort` is given; pairs below `threshold` cosine stay unnamed (an unenrolled speaker, or an
     enrolled one who never spoke)."""
     from scipy.optimize import linear_sum_assignment
 
     if not voiceprints or len(centroids) == 0:
         return {}
     names = list(voiceprints)
-    prints = np.stack([voiceprints[n] for n in names])
-    cos = unit_rows(np.asarray(centroids)) @ unit_rows(prints).T
-    scores = name_scores(centroids, prints, cohort)
+    voices, prints = unit_rows(np.asarray(centroids)), unit_rows(np.stack([voiceprints[n] for n in names]))
+    cos = voices @ prints.T
+    scores = cos if cohort is None else s_norm(cos, voices, prints, cohort)
     rows, cols = linear_sum_assignment(-scores)
     return {int(r): names[c] for r, c in zip(rows, cols) if cos[r, c] >= threshold}
 

@@ -202,7 +202,7 @@ def _two_close_voices_and_one_apart(seed=1, dim=32, per=60):
 
 
 def test_an_enrolled_voice_heard_but_not_counted_adds_a_cluster():
-    from speakerlm.diarize import heard_enrolled
+    from speakerlm.diarize import Enrolled, heard_enrolled
 
     x, truth, prints, duplicate_of_a = _two_close_voices_and_one_apart()
     diarizer = Diarizer(None)
@@ -219,7 +219,7 @@ def test_an_enrolled_voice_heard_but_not_counted_adds_a_cluster():
     def count(**kw):
         return len(diarizer.label(x, times, regions, n_frames, **kw)[1])
 
-    assert count() == 2 and count(enrolled=(prints, 0.45)) == 3
-    assert count(enrolled=(prints, 0.45), count=SpeakerCount(max=2)) == 2  # the user's bound holds
+    assert count() == 2 and count(enrolled=Enrolled(prints, 0.45)) == 3
+    assert count(enrolled=Enrolled(prints, 0.45), count=SpeakerCount(max=2)) == 2  # the user's bound holds
     off = Diarizer(None, DiarizerConfig(enrolled_min_windows=0))
-    assert len(off.label(x, times, regions, n_frames, enrolled=(prints, 0.45))[1]) == 2
+    assert len(off.label(x, times, regions, n_frames, enrolled=Enrolled(prints, 0.45))[1]) == 2

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from speakerlm.voiceprints import match_names, name_scores, retrieve, unit_rows
+from speakerlm.voiceprints import match_names, retrieve, s_norm, unit_rows
 
 
 def test_match_names_hungarian_with_rejection():
@@ -27,8 +27,8 @@ def test_cohort_normalised_scores_keep_a_hub_voiceprint_from_outbidding_the_pers
     heard = np.array([[0.7, 0.62, 0.1, 0.0]])  # Ann, heard through a channel that pulls her towards the hub
     assert match_names(heard, prints) == {0: "Hub"}  # raw cosine: the hub wins
     assert match_names(heard, prints, cohort=cohort) == {0: "Ann"}
-    assert name_scores(heard, np.stack(list(prints.values())), cohort).shape == (1, 2)
-
+    voices, voiceprints = unit_rows(heard), unit_rows(np.stack(list(prints.values())))
+    assert s_norm(voices @ voiceprints.T, voices, voiceprints, cohort).shape == (1, 2)
 
 
 def test_the_package_ships_a_cohort_for_campp_only():

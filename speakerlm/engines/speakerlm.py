@@ -102,7 +102,7 @@ class SpeakerLMEngineConfig:
     local_after_seconds: float = 120.0
     match_threshold: float = MATCH_THRESHOLD  # cosine needed to give a discovered voice an enrolled name
     # discovered voices are named by scores normalised against a cohort of voices nobody enrols, as the
-    # cascade names its clusters (`voiceprints.name_scores`)
+    # cascade names its clusters (`voiceprints.s_norm`)
     normalise_scores: bool = True
     diarizer: DiarizerConfig = field(default_factory=DiarizerConfig)
 
